@@ -1,0 +1,45 @@
+"""iwae_np: Importance Weighted Autoencoders (Burda, Grosse & Salakhutdinov, ICLR 2016) in NumPy + autograd.
+
+The public API, one module per concept:
+
+- :mod:`iwae_np.special`: stable ``logsumexp``, ``log_mean_exp``, ``softplus``, ``sigmoid``
+- :mod:`iwae_np.densities`: Gaussian and Bernoulli log densities
+- :mod:`iwae_np.networks`: dense layers and tanh MLPs, Glorot init
+- :mod:`iwae_np.model`: architectures, parameters, reparameterized sampling, log weights
+- :mod:`iwae_np.bounds`: the VAE and IWAE bounds
+- :mod:`iwae_np.gradients`: their gradients (paper eq. 7 and 14) and the normalized-weight identity
+- :mod:`iwae_np.optimizers`: Adam over a parameter tree
+- :mod:`iwae_np.training`: a training step
+- :mod:`iwae_np.gradcheck`: finite-difference and identity checks (``iwae-np check``)
+"""
+__version__ = "0.1.0"
+
+from .bounds import iwae_bound, iwae_objective, normalized_weights, vae_bound, vae_objective
+from .densities import bernoulli_log_likelihood, gaussian_log_density, standard_normal_log_density
+from .gradcheck import check_model, compare_gradients, finite_difference_gradient
+from .gradients import (average_gradient, importance_weighted_gradient, iwae_gradient,
+                        iwae_value_and_gradient, log_weight_gradients, vae_gradient,
+                        vae_value_and_gradient)
+from .model import (PRESETS, Architecture, architecture_of, get_architecture, init_params,
+                    log_importance_weights, log_weight_terms, sample_eps, sample_generative,
+                    sample_posterior)
+from .networks import dense, glorot_uniform, init_dense, init_mlp, tanh_mlp
+from .optimizers import PAPER_ADAM, adam_init, adam_update
+from .special import log_mean_exp, logsumexp, sigmoid, softmax, softplus
+from .training import train_step
+from .tree import flatten_tree, tree_map, unflatten_tree
+
+__all__ = [
+    "__version__",
+    "logsumexp", "log_mean_exp", "softplus", "sigmoid", "softmax",
+    "gaussian_log_density", "standard_normal_log_density", "bernoulli_log_likelihood",
+    "glorot_uniform", "init_dense", "dense", "init_mlp", "tanh_mlp",
+    "Architecture", "PRESETS", "get_architecture", "init_params", "architecture_of", "sample_eps",
+    "sample_posterior", "log_weight_terms", "log_importance_weights", "sample_generative",
+    "vae_bound", "iwae_bound", "normalized_weights", "vae_objective", "iwae_objective",
+    "vae_gradient", "iwae_gradient", "vae_value_and_gradient", "iwae_value_and_gradient",
+    "log_weight_gradients", "importance_weighted_gradient", "average_gradient",
+    "adam_init", "adam_update", "PAPER_ADAM", "train_step",
+    "finite_difference_gradient", "compare_gradients", "check_model",
+    "flatten_tree", "unflatten_tree", "tree_map",
+]

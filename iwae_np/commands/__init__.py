@@ -1,0 +1,1 @@
+"""Subcommands of ``iwae-np``; see :mod:`iwae_np.cli`."""

