@@ -14,6 +14,7 @@ import autograd.numpy as anp
 import numpy as np
 import scipy.special
 from autograd.extend import defvjp, primitive
+from autograd.tracer import getval
 
 __all__ = ["logsumexp", "log_mean_exp", "softplus", "sigmoid", "softmax"]
 
@@ -48,11 +49,20 @@ def logsumexp(a, axis=0, keepdims=False):
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
-def _logsumexp_vjp(ans, a, axis=0, keepdims=False):
-    ans_k = ans if keepdims else np.expand_dims(ans, axis)
-    finite = np.isfinite(ans_k)
+def _softmax_values(a, axis):
+    # exp(a_i - m) / sum_j exp(a_j - m): the shift m = max cancels exactly, and dividing by the
+    # computed sum (rather than subtracting the rounded logsumexp) keeps full relative precision.
+    shift = _shifted_max(a, axis)
     with np.errstate(invalid="ignore"):
-        weights = np.where(finite, np.exp(a - np.where(finite, ans_k, 0)), 0).astype(a.dtype, copy=False)
+        e = np.exp(a - shift)
+        total = np.sum(e, axis=axis, keepdims=True)
+        w = e / total
+    # where the logsumexp is not finite (all -inf, or +inf entries) the gradient is defined as 0
+    return np.where(np.isfinite(total) & (total > 0), w, 0).astype(a.dtype, copy=False)
+
+
+def _logsumexp_vjp(ans, a, axis=0, keepdims=False):
+    weights = _softmax_values(a, axis)
 
     def vjp(g):
         g_k = g if keepdims else np.expand_dims(g, axis)
@@ -65,12 +75,15 @@ defvjp(logsumexp, _logsumexp_vjp)
 
 
 def softmax(a, axis=0):
-    r"""Normalized weights :math:`\tilde w_i = \exp(a_i - \operatorname{logsumexp}(a))` (paper eq. 14).
+    r"""Normalized weights :math:`\tilde w_i = \exp(a_i) / \sum_j \exp(a_j)` (paper eq. 14), the gradient of :func:`logsumexp`.
 
-    This is the gradient of :func:`logsumexp`; it is computed with the same shift, so it sums
-    to 1 to rounding for any finite input.
+    Computed as :math:`e_i / \sum_j e_j` with :math:`e_i = \exp(a_i - m)`, :math:`m = \max_j a_j`
+    held constant (it cancels), so it sums to 1 to rounding for any finite input and autograd can
+    differentiate it.
     """
-    return anp.exp(a - logsumexp(a, axis=axis, keepdims=True))
+    shift = _shifted_max(np.asarray(getval(a)), axis)
+    e = anp.exp(a - shift)
+    return e / anp.sum(e, axis=axis, keepdims=True)
 
 
 def log_mean_exp(a, axis=0, keepdims=False):
