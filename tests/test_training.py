@@ -1,0 +1,210 @@
+"""The training loop: the paper's schedule, checkpoints, bit-identical resume, Ctrl-C, non-finite loss."""
+import json
+import math
+import types
+
+import numpy as np
+import pytest
+
+from iwae_np import training
+from iwae_np.model import Architecture
+from iwae_np.training import (NonFiniteLossError, TrainConfig, load_checkpoint, paper_schedule, save_checkpoint,
+                              train)
+from iwae_np.tree import flatten_tree
+
+D = 12
+ARCH = Architecture(D, (3,), ((8,),), ((8,),))
+ARCH2 = Architecture(D, (4, 2), ((8,), (5,)), ((8,), (5,)))
+
+
+def toy_dataset(n_train=60, n_test=30, seed=0):
+    """Binary data from three prototypes (a fixed-binarization set: no data module needed)."""
+    rng = np.random.default_rng(seed)
+    protos = rng.uniform(size=(3, D)) < 0.5
+
+    def make(n):
+        p = np.where(protos[rng.integers(3, size=n)], 0.9, 0.1)
+        return (rng.uniform(size=(n, D)) < p).astype(np.float64)
+
+    train, test = make(n_train), make(n_test)
+    return types.SimpleNamespace(name="toy", train=train, test=test, train_mean=train.mean(0),
+                                 fixed_binarization=True, binarized_test=lambda seed=0: test)
+
+
+def config(**kw):
+    base = dict(architecture=ARCH, objective="iwae", k=5, batch_size=7, schedule=paper_schedule(3),
+                dtype="float64", monitor_k=4, monitor_size=10)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def assert_same_params(a, b):
+    fa, fb = flatten_tree(a), flatten_tree(b)
+    assert list(fa) == list(fb)
+    for name in fa:
+        assert fa[name].dtype == fb[name].dtype, name
+        assert np.array_equal(fa[name], fb[name]), name
+
+
+def test_paper_schedule_is_the_papers():
+    s = paper_schedule()
+    assert [st["passes"] for st in s] == [3 ** i for i in range(8)]
+    assert sum(st["passes"] for st in s) == 3280
+    assert s[0]["lr"] == 1e-3
+    assert math.isclose(s[7]["lr"], 1e-4, rel_tol=1e-15)
+    for i, st in enumerate(s):
+        assert math.isclose(st["lr"], 1e-3 * 10 ** (-i / 7), rel_tol=1e-15)
+    # Table 2: 3^7 more passes at 1e-4
+    assert paper_schedule(8, start_stage=7) == [s[7]]
+    short = paper_schedule(4, pass_scale=0.1)
+    assert [st["passes"] for st in short] == [1, 1, 1, 3]
+    with pytest.raises(ValueError, match="pass_scale"):
+        paper_schedule(3, pass_scale=0)
+    with pytest.raises(ValueError, match="start_stage"):
+        paper_schedule(3, start_stage=3)
+
+
+def test_config_defaults_are_the_papers_and_round_trip():
+    c = TrainConfig()
+    assert c.batch_size == 20 and c.adam == {"b1": 0.9, "b2": 0.999, "eps": 1e-4}
+    assert c.total_passes == 3280 and c.dtype == "float32"
+    assert c.architecture == Architecture()  # 784-200-200-50
+    assert TrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    with pytest.raises(ValueError, match="objective"):
+        TrainConfig(objective="elbo")
+    with pytest.raises(ValueError, match="k must"):
+        TrainConfig(k=0)
+    with pytest.raises(ValueError, match="passes"):
+        TrainConfig(schedule=[{"passes": 0, "lr": 1e-3}])
+
+
+def test_training_improves_the_bound_and_logs_every_stage(tmp_path):
+    result = train(toy_dataset(), config(), tmp_path, progress=False)
+    assert result["status"] == "finished"
+    assert result["global_step"] == (1 + 3 + 9) * math.ceil(60 / 7)
+    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in lines] == [0, 1, 2] and lines == result["history"]
+    for r in lines:
+        assert {"train_objective", "train_bound", "test_bound", "wall_time", "lr", "passes_done"} <= set(r)
+    assert lines[-1]["test_bound"] > lines[0]["test_bound"] + 0.1
+    assert json.loads((tmp_path / "config.json").read_text()) == config().to_dict()
+
+
+@pytest.mark.parametrize("how", ["crash", "ctrl-c"])
+def test_resume_is_bit_identical(tmp_path, how):
+    """Train straight through, and again with an interruption mid-pass then --resume: same bits."""
+    ds = toy_dataset()
+    straight = train(ds, config(), tmp_path / "straight", progress=False)
+    stop_at = 40  # in stage 2, mid-pass (9 steps per pass)
+
+    def interrupt(info):
+        if info["global_step"] == stop_at:
+            raise RuntimeError("simulated crash") if how == "crash" else KeyboardInterrupt
+
+    run = tmp_path / "interrupted"
+    if how == "crash":  # checkpoints only at stage ends: resume repeats the steps since the last one
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            train(ds, config(), run, progress=False, checkpoint_every=1e9, callback=interrupt)
+        assert load_checkpoint(run)["meta"]["position"]["global_step"] == 36
+    else:
+        out = train(ds, config(), run, progress=False, callback=interrupt)
+        assert out["status"] == "interrupted" and out["global_step"] == stop_at
+        assert load_checkpoint(run)["meta"]["status"] == "interrupted"
+    resumed = train(ds, config(), run, resume=True, progress=False)
+    assert resumed["status"] == "finished"
+    assert_same_params(resumed["params"], straight["params"])
+    assert_same_params(load_checkpoint(run)["params"], straight["params"])
+    assert resumed["history"][-1]["test_bound"] == straight["history"][-1]["test_bound"]
+
+
+def test_resume_is_bit_identical_float32_two_layers_with_step_checkpoints(tmp_path):
+    ds = toy_dataset()
+    cfg = config(architecture=ARCH2, dtype="float32", schedule=paper_schedule(2), objective="vae", monitor_size=0)
+    straight = train(ds, cfg, tmp_path / "a", progress=False)
+
+    def crash(info):
+        if info["global_step"] == 13:
+            raise RuntimeError("crash")
+
+    with pytest.raises(RuntimeError):
+        train(ds, cfg, tmp_path / "b", progress=False, checkpoint_every=0, callback=crash)
+    assert load_checkpoint(tmp_path / "b")["meta"]["position"]["global_step"] == 13
+    resumed = train(ds, cfg, tmp_path / "b", resume=True, progress=False)
+    assert flatten_tree(resumed["params"])["p_x/logits/W"].dtype == np.float32
+    assert_same_params(resumed["params"], straight["params"])
+
+
+def test_resume_refuses_another_configuration_and_fresh_run_refuses_existing(tmp_path):
+    ds = toy_dataset()
+    train(ds, config(schedule=paper_schedule(1)), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="another configuration.*'k'"):
+        train(ds, config(schedule=paper_schedule(1), k=3), tmp_path, resume=True, progress=False)
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(ds, config(schedule=paper_schedule(1)), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="other data"):
+        train(toy_dataset(seed=1), config(schedule=paper_schedule(1)), tmp_path, resume=True, progress=False)
+
+
+def test_nonfinite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = training.OBJECTIVES["iwae"]
+
+    def explodes(params, x, eps):
+        calls["n"] += 1
+        bound, grads = real(params, x, eps)
+        return (float("nan"), grads) if calls["n"] == 20 else (bound, grads)
+
+    monkeypatch.setitem(training.OBJECTIVES, "explodes", explodes)
+    cfg = config(objective="explodes", monitor_size=0)
+    with pytest.raises(NonFiniteLossError, match=r"stage 1, pass 2, step 2 \(global step 20\).*nan.*after global step 9"):
+        train(toy_dataset(), cfg, tmp_path, progress=False, checkpoint_every=1e9)
+    ck = load_checkpoint(tmp_path)
+    assert ck["meta"]["position"]["global_step"] == 9
+    assert all(np.all(np.isfinite(v)) for v in flatten_tree(ck["params"]).values())
+
+
+def test_nonfinite_gradient_is_reported_as_such(tmp_path, monkeypatch):
+    real = training.OBJECTIVES["vae"]
+
+    def bad_gradient(params, x, eps):
+        bound, grads = real(params, x, eps)
+        grads["p_x"]["logits"]["b"] = grads["p_x"]["logits"]["b"] * np.inf
+        return bound, grads
+
+    monkeypatch.setitem(training.OBJECTIVES, "bad", bad_gradient)
+    with pytest.raises(NonFiniteLossError, match="global step 1.*p_x/logits/b.*no checkpoint had been written"):
+        train(toy_dataset(), config(objective="bad"), tmp_path, progress=False)
+
+
+def test_init_from_parameters_starts_a_fresh_schedule(tmp_path):
+    ds = toy_dataset()
+    first = train(ds, config(schedule=paper_schedule(1), objective="vae", k=1), tmp_path / "vae", progress=False)
+    cont = train(ds, config(schedule=paper_schedule(2, start_stage=1), init_from=str(tmp_path / "vae")),
+                 tmp_path / "iwae", params=training.load_params(tmp_path / "vae"), progress=False)
+    ck = load_checkpoint(tmp_path / "iwae")
+    assert ck["opt_state"]["t"] == cont["global_step"] == 3 * math.ceil(60 / 7)
+    assert not np.array_equal(cont["params"]["p_x"]["logits"]["W"], first["params"]["p_x"]["logits"]["W"])
+    with pytest.raises(ValueError, match="architecture"):
+        train(ds, config(architecture=ARCH2), tmp_path / "bad", params=first["params"], progress=False)
+
+
+def test_checkpoint_round_trip_and_damaged_files(tmp_path):
+    ds = toy_dataset()
+    out = train(ds, config(schedule=paper_schedule(1)), tmp_path / "run", progress=False)
+    ck = load_checkpoint(tmp_path / "run" / "checkpoint.npz")
+    assert_same_params(ck["params"], out["params"])
+    path = tmp_path / "copy.npz"
+    save_checkpoint(path, ck["params"], ck["opt_state"], ck["rng"], {"note": "x"}, perm=np.arange(5))
+    again = load_checkpoint(path)
+    assert again["rng"].bit_generator.state == ck["rng"].bit_generator.state
+    assert np.array_equal(again["perm"], np.arange(5)) and again["meta"]["note"] == "x"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    data = path.read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated.npz.*damaged"):
+        load_checkpoint(tmp_path / "truncated.npz")
+    (tmp_path / "garbage.npz").write_bytes(b"not a zip file at all")
+    with pytest.raises(ValueError, match="garbage.npz"):
+        load_checkpoint(tmp_path / "garbage.npz")
+    with pytest.raises(ValueError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "missing")
