@@ -1,0 +1,146 @@
+r"""Evaluation of a trained model (SPEC section 7): the test log-likelihood estimate and active units.
+
+- :func:`iwae_log_likelihood`: :math:`\mathcal L_k` per example with ``k = 5000`` by default, the
+  paper's estimate of :math:`\log p(x)`. The k samples are processed in chunks and combined with a
+  streaming logsumexp (:func:`streaming_logsumexp_update`), so memory is bounded for any k and the
+  result does not depend on the chunk size.
+- :func:`active_units`: :math:`A_u = \operatorname{Cov}_x(\mathbb E_{q(u|x)}[u])` per stochastic
+  unit; a unit is active when :math:`A_u > 0.01` (paper section 5.2).
+
+Evaluation runs in float64 by default, also for models trained in float32 (their parameters are
+cast up; the estimate is then not limited by float32 rounding of the log weights).
+"""
+import math
+
+import numpy as np
+
+from .model import architecture_of, log_importance_weights, sample_posterior, validate_params, validate_x
+from .tree import tree_map
+
+__all__ = ["streaming_logsumexp_update", "iwae_log_likelihood", "sample_chunk_size", "active_units",
+           "ACTIVE_UNIT_THRESHOLD", "MAX_CHUNK_ELEMENTS"]
+
+#: A unit is active when the variance over x of its posterior mean exceeds this (paper section 5.2).
+ACTIVE_UNIT_THRESHOLD = 0.01
+
+#: Bound on ``chunk * batch * widest layer``, the size of the largest temporary of a forward pass:
+#: 2**23 numbers (64 MiB in float64). A pass holds a few such arrays (the decoder's activations,
+#: its logits and the softplus temporaries), so the peak stays well under 1 GiB for any k.
+MAX_CHUNK_ELEMENTS = 2 ** 23
+
+
+def streaming_logsumexp_update(m, s, a):
+    r"""Fold a chunk of terms into a running logsumexp, kept as a max and a rescaled sum.
+
+    The state ``(m, s)`` represents :math:`\operatorname{logsumexp} = m + \log s` with
+    :math:`s = \sum_i \exp(a_i - m)` over every term seen so far. For a new chunk ``a (c, batch)``::
+
+        m' = max(m, max_i a_i)
+        s' = s * exp(m - m') + sum_i exp(a_i - m')
+
+    Every exponent is <= 0, so nothing overflows; the largest term contributes exactly 1, so
+    ``s' >= 1`` once a finite term has been seen. A non-finite ``m'`` is replaced by 0 as the
+    shift (as in :func:`iwae_np.special.logsumexp`): all ``-inf`` stays ``-inf``, never NaN.
+    Start from ``m = -inf``, ``s = 0``. Returns the new ``(m, s)``, each ``(batch,)``.
+    """
+    m_new = np.maximum(m, np.max(a, axis=0))
+    shift = np.where(np.isfinite(m_new), m_new, 0.0)
+    with np.errstate(invalid="ignore"):
+        carried = np.where(s > 0, s * np.exp(m - shift), 0.0)
+    return m_new, carried + np.sum(np.exp(a - shift), axis=0)
+
+
+def _streaming_result(m, s):
+    shift = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        return shift + np.log(s)
+
+
+def sample_chunk_size(arch, k, batch, max_elements=MAX_CHUNK_ELEMENTS):
+    """Samples per chunk so that ``chunk * batch * widest layer <= max_elements`` (at least 1, at most k)."""
+    widest = max([arch.x_dim, *arch.latent_dims, *(w for ws in arch.q_hidden + arch.p_hidden for w in ws)])
+    return int(max(1, min(k, max_elements // (batch * widest))))
+
+
+def _as_dtype(params, dtype):
+    if dtype is None:
+        return params
+    return tree_map(lambda p: np.asarray(p, dtype=dtype), params)
+
+
+def iwae_log_likelihood(params, x, rng, k=5000, batch_size=100, chunk_size=None, dtype=np.float64,
+                        progress=None):
+    r"""Per-example :math:`\mathcal L_k = \log \frac1k \sum_{i=1}^k w_i` (paper eq. 8), the log-likelihood estimate.
+
+    ``x (N, D)`` binary. The examples go ``batch_size`` at a time; for each batch the k samples go
+    ``chunk_size`` at a time (default: :func:`sample_chunk_size`, which bounds memory), and the
+    chunks are combined with :func:`streaming_logsumexp_update`. Returns ``(N,)`` float64.
+
+    The noise of stochastic layer l comes from its own generator, seeded once from ``rng``, and
+    is drawn in ``(chunk, batch, d_l)`` blocks, so it is the same numbers whatever the chunk size:
+    the result depends on the chunk size only through the rounding of the sums (about 1e-15).
+    ``dtype`` (float64 by default; ``None`` keeps the parameters' own) is the precision of the
+    computation. ``progress`` is an optional callable, called with the number of examples done.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError("rng must be a numpy.random.Generator (randomness is explicit)")
+    if int(k) != k or k < 1:
+        raise ValueError(f"the number of samples k must be an integer >= 1, got {k}")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
+    if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size}")
+    validate_params(params)
+    params = _as_dtype(params, dtype)
+    work_dtype = validate_params(params, check_values=False)
+    arch = architecture_of(params)
+    x = validate_x(x, arch.x_dim, work_dtype)  # (N, D)
+    k, n = int(k), x.shape[0]
+    streams = [np.random.default_rng(int(s)) for s in rng.integers(0, 2 ** 63, size=arch.n_stochastic)]
+    out = np.empty(n, dtype=np.float64)
+    for start in range(0, n, batch_size):
+        xb = x[start:start + batch_size]  # (batch, D)
+        b = xb.shape[0]
+        chunk = int(chunk_size) if chunk_size is not None else sample_chunk_size(arch, k, b)
+        m, s = np.full(b, -np.inf), np.zeros(b)
+        for done in range(0, k, chunk):
+            c = min(chunk, k - done)
+            eps = [g.standard_normal((c, b, d)).astype(work_dtype, copy=False)
+                   for g, d in zip(streams, arch.latent_dims)]
+            log_w = log_importance_weights(params, xb, eps, validate=False)  # (c, batch)
+            m, s = streaming_logsumexp_update(m, s, np.asarray(log_w, dtype=np.float64))
+        out[start:start + b] = _streaming_result(m, s) - math.log(k)
+        if progress is not None:
+            progress(start + b)
+    return out
+
+
+def active_units(params, x, rng, threshold=ACTIVE_UNIT_THRESHOLD, batch_size=1000, dtype=np.float64):
+    r"""Activity of every stochastic unit: :math:`A_u = \operatorname{Cov}_x\big(\mathbb E_{q(u|\cdot)}[u]\big)` (paper section 5.2).
+
+    Layer 1: the posterior mean :math:`\mu_1(x)` of :math:`q(h_1|x)`. Layer :math:`l > 1`: the mean
+    of :math:`q(h_l | h_{l-1})` at one sample :math:`h_{l-1} \sim q(h_{l-1}|\cdots)` drawn with ``rng``
+    (SPEC section 7). The covariance over the examples of ``x (N, D)`` is the sample variance with
+    ``ddof = 1`` (as ``np.cov``). Returns a dict: ``"values"`` a list of ``(d_l,)`` arrays
+    :math:`A_u` per layer, ``"counts"`` the number of units with :math:`A_u >` ``threshold`` per
+    layer, ``"threshold"``.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError("rng must be a numpy.random.Generator (randomness is explicit)")
+    validate_params(params)
+    params = _as_dtype(params, dtype)
+    work_dtype = validate_params(params, check_values=False)
+    arch = architecture_of(params)
+    x = validate_x(x, arch.x_dim, work_dtype)  # (N, D)
+    if x.shape[0] < 2:
+        raise ValueError(f"active units need at least 2 examples, got {x.shape[0]}")
+    means = [[] for _ in arch.latent_dims]
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[start:start + batch_size]
+        eps = [rng.standard_normal((1, xb.shape[0], d)).astype(work_dtype, copy=False) for d in arch.latent_dims]
+        _, q_stats = sample_posterior(params, xb, eps)
+        for l, (mu, _) in enumerate(q_stats):
+            means[l].append(np.reshape(mu, (xb.shape[0], -1)))  # (batch, d_l)
+    values = [np.var(np.concatenate(mu_l), axis=0, ddof=1) for mu_l in means]  # (d_l,)
+    return {"values": values, "counts": [int(np.sum(v > threshold)) for v in values],
+            "threshold": float(threshold)}
