@@ -1,0 +1,145 @@
+"""Run the paper's Table 1 grid and print test NLL and active units beside the paper's numbers.
+
+Cells: VAE and IWAE x k in --k x --layers stochastic layers (default: all 12 of the paper).
+Each cell trains (iwae-np train) into OUT/<objective>-k<k>-L<layers>/ and is evaluated
+(iwae-np evaluate) into evaluation.json there. Independent cells run in parallel processes,
+up to --jobs (default: the number of cores), with BLAS at one thread each. Running the same
+command again skips finished cells and resumes interrupted ones. IWAE at k = 1 is the VAE
+at k = 1 (L_1 = L_vae, same gradient), so that cell is trained once and shown in both columns.
+
+Writes OUT/table.md, OUT/results.json and the figures in OUT/figures/ (training curves, NLL
+against k, histograms of log A_u, samples and reconstructions), and prints the table.
+
+Examples:
+  # the short VAE-versus-IWAE experiment (offline, a few minutes on 2 cores)
+  iwae-np table --data mnist5k --layers 1 --stages 3 --eval-k 1000 --out runs/table-mnist5k
+  # the paper's full protocol on MNIST (3,280 passes per cell: days on a CPU)
+  iwae-np table --data mnist --download --out runs/table-mnist
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+HELP = "run the Table 1 grid (VAE/IWAE x k x layers) in parallel and print it beside the paper's"
+
+
+def add_arguments(p):
+    from ..training import OBJECTIVES
+    from .train import add_data_arguments, add_model_arguments, add_schedule_arguments
+    p.add_argument("--out", default=None, help="output directory (default runs/table-<data>)")
+    p.add_argument("--objectives", nargs="+", choices=sorted(OBJECTIVES), default=["vae", "iwae"],
+                   help="objectives to compare (default vae iwae)")
+    p.add_argument("--k", type=int, nargs="+", default=[1, 5, 50], help="values of k (default 1 5 50)")
+    p.add_argument("--layers", type=int, nargs="+", choices=[1, 2], default=[1, 2],
+                   help="numbers of stochastic layers (default 1 2)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: the number of cores)")
+    add_data_arguments(p)
+    add_model_arguments(p, layers_option=False)
+    add_schedule_arguments(p)
+    g = p.add_argument_group("evaluation")
+    g.add_argument("--eval-k", type=int, default=5000, help="samples of the test log-likelihood (default 5000)")
+    g.add_argument("--eval-train-subset", type=int, default=1000, metavar="N",
+                   help="training images for the over-fitting gap (default 1000; 0: skip)")
+    g.add_argument("--eval-seed", type=int, default=0, help="seed of the evaluation noise")
+    g.add_argument("--no-figures", action="store_true", help="do not write the figures")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars (with --jobs 1)")
+
+
+def run(args):
+    from ..experiments import markdown_table, run_table, table_cells, write_json
+    from .train import architecture_from_args, config_kwargs_from_args
+
+    if any(k < 1 for k in args.k):
+        raise ValueError(f"every k must be >= 1, got {args.k}")
+    if args.latent is not None and len(set(args.layers)) != 1:
+        raise ValueError("a custom architecture (--latent) needs a single --layers value")
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    out = Path(args.out or f"runs/table-{args.data}")
+    base = config_kwargs_from_args(args)
+    base["architectures"] = {L: architecture_from_args(args, L) for L in args.layers}
+    cells = table_cells(args.objectives, args.k, args.layers)
+    eval_opts = {"k": args.eval_k, "train_subset": args.eval_train_subset, "seed": args.eval_seed}
+    t0 = time.monotonic()
+    print(f"{len(cells)} cells on {args.data} into {out}: " + ", ".join(c["name"] for c in cells), file=sys.stderr)
+    results = run_table(cells, base, out, eval_opts, jobs=args.jobs, progress=not args.no_progress,
+                        log=lambda s: print(s, file=sys.stderr, flush=True))
+    results = _with_shared_k1(results, args.objectives)
+    wall = time.monotonic() - t0
+    table = markdown_table(results, args.data, ks=args.k, layers=args.layers)
+    done = [r for r in results if r.get("status") == "finished"]
+    passes = sorted({r["total_passes"] for r in done})
+    trained = [r for r in done if not r.get("shared_with")]
+    note = (f"{args.data}, {len(trained)} cells trained, {'/'.join(map(str, passes))} passes per cell, "
+            f"NLL = -L_{args.eval_k} on {done[0]['n_test'] if done else '?'} test images; "
+            f"AU: active units (A_u > 0.01). Wall time {wall:.0f} s.")
+    write_json(out / "results.json", results)
+    (out / "table.md").write_text(table + "\n\n" + note + "\n")
+    print(table)
+    print()
+    print(note)
+    if not args.no_figures and done:
+        for path in make_table_figures(done, out / "figures", args.data):
+            print(f"wrote {path}", file=sys.stderr)
+    if len(done) < len(results):
+        print("some cells were interrupted; run the same command again to resume them", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _with_shared_k1(results, objectives):
+    """Report the VAE k = 1 cell in the IWAE column too (they are the same objective)."""
+    if not ("vae" in objectives and "iwae" in objectives):
+        return results
+    out = list(results)
+    have = {(r.get("objective"), r.get("k"), r.get("layers")) for r in results}
+    for r in results:
+        if r.get("objective") == "vae" and r.get("k") == 1 and ("iwae", 1, r["layers"]) not in have:
+            out.append(dict(r, objective="iwae", shared_with=r.get("cell")))
+    return out
+
+
+def make_table_figures(results, fig_dir, data_name):
+    """NLL against k, training curves, log A_u histograms and samples of the best cell: their paths."""
+    import numpy as np
+
+    from .. import figures
+    from ..experiments import PAPER_TABLE1, _paper_key
+    from ..training import load_params
+
+    fig_dir = Path(fig_dir)
+    paths = []
+    key = _paper_key(data_name)
+    paper = {}
+    for (d, L, k), (vn, _, iwn, _) in PAPER_TABLE1.items():
+        if d == key:
+            paper[("vae", L, k)], paper[("iwae", L, k)] = vn, iwn
+    paths.append(figures.plot_nll_vs_k(results, fig_dir / "nll_vs_k.png", paper=paper,
+                                       title=f"Test NLL against k on {data_name} (dashed: paper, {key})"))
+    own = [r for r in results if not r.get("shared_with")]
+    for L in sorted({r["layers"] for r in own}):
+        rs = [r for r in own if r["layers"] == L]
+        paths.append(figures.plot_training_curves(
+            {f"{r['objective'].upper()} k={r['k']}": r["history"] for r in rs},
+            fig_dir / f"training_curves_L{L}.png", title=f"{data_name}, {L} stochastic layer(s)"))
+        kmax = max(r["k"] for r in rs)
+        au = {f"{r['objective'].upper()} k={r['k']}": [np.asarray(v) for v in r["active_unit_values"]]
+              for r in rs if r["k"] == kmax}
+        paths.append(figures.plot_active_units(au, fig_dir / f"active_units_L{L}.png",
+                                               title=f"log A_u, {data_name}, {L} layer(s), k={kmax}"))
+        best = min(rs, key=lambda r: r["test_nll"])
+        ds = _dataset_of(best)
+        if ds is not None and int(round(np.sqrt(ds.test.shape[1]))) ** 2 == ds.test.shape[1]:
+            paths.append(figures.plot_samples_and_reconstructions(
+                load_params(best["run_dir"]), ds.binarized_test(seed=0), np.random.default_rng(0),
+                fig_dir / f"samples_L{L}.png",
+                title=f"{best['objective'].upper()} k={best['k']}: test images, reconstructions, samples"))
+    return paths
+
+
+def _dataset_of(result):
+    from ..experiments import dataset_from_spec
+    from ..training import load_checkpoint
+    spec = load_checkpoint(result["run_dir"])["meta"]["config"]["data"]
+    return dataset_from_spec(spec) if spec.get("name") else None

