@@ -11,6 +11,10 @@ __all__ = ["main", "COMMANDS"]
 #: Subcommand name -> module implementing it.
 COMMANDS = {
     "check": "iwae_np.commands.check",
+    "train": "iwae_np.commands.train",
+    "evaluate": "iwae_np.commands.evaluate",
+    "table": "iwae_np.commands.table",
+    "plot": "iwae_np.commands.plot",
 }
 
 
