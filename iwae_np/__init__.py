@@ -10,11 +10,14 @@ The public API, one module per concept:
 - :mod:`iwae_np.gradients`: their gradients (paper eq. 7 and 14) and the normalized-weight identity
 - :mod:`iwae_np.optimizers`: Adam over a parameter tree
 - :mod:`iwae_np.training`: a training step
+- :mod:`iwae_np.data`: readers, the named data sets, dynamic binarization
 - :mod:`iwae_np.gradcheck`: finite-difference and identity checks (``iwae-np check``)
 """
 __version__ = "0.1.0"
 
 from .bounds import iwae_bound, iwae_objective, normalized_weights, vae_bound, vae_objective
+from .data import (DATASETS, Dataset, binarize, load_dataset, read_amat, read_idx,
+                   read_omniglot_mat)
 from .densities import bernoulli_log_likelihood, gaussian_log_density, standard_normal_log_density
 from .gradcheck import check_model, compare_gradients, finite_difference_gradient
 from .gradients import (average_gradient, importance_weighted_gradient, iwae_gradient,
@@ -42,4 +45,5 @@ __all__ = [
     "adam_init", "adam_update", "PAPER_ADAM", "train_step",
     "finite_difference_gradient", "compare_gradients", "check_model",
     "flatten_tree", "unflatten_tree", "tree_map",
+    "DATASETS", "Dataset", "load_dataset", "binarize", "read_idx", "read_amat", "read_omniglot_mat",
 ]
