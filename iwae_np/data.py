@@ -222,41 +222,45 @@ def read_amat(path):
     """Read a Larochelle ``.amat`` file of binary images: one image a line, pixels ``0``/``1``
     separated by white space. Returns ``float64 (N, D)`` with values {0, 1}.
 
-    Parsed on bytes without splitting into Python strings (the 50,000-line training file reads
-    in about a second). Every token must be a single ``0`` or ``1`` and every line must have the
+    Parsed as bytes with one table lookup, not split into Python strings (the 50,000-line,
+    78 MB training file reads in 1 to 2 s on 2 busy cores). Every token must be a single ``0`` or ``1`` and every line must have the
     same number of them; otherwise ``ValueError`` naming the file, the line and the fault.
     """
     path = Path(path)
     data = np.frombuffer(_read_bytes(path), dtype=np.uint8)
     if data.size == 0:
         raise ValueError(f"{path}: empty file")
-    space = (data == ord(" ")) | (data == ord("\t")) | (data == ord("\r")) | (data == ord("\n"))
-    digit = (data == ord("0")) | (data == ord("1"))
-    bad = np.flatnonzero(~(space | digit))
+    # byte -> class in one table lookup: 0 and 1 are the digits, 2 blank, 3 newline, 4 anything else
+    table = np.full(256, 4, dtype=np.uint8)
+    table[[ord("0"), ord("1")]] = [0, 1]
+    table[[ord(" "), ord("\t"), ord("\r")]] = 2
+    table[ord("\n")] = 3
+    kind = table[data]                               # (bytes,)
+    line_of = lambda i: 1 + int(np.count_nonzero(kind[:i] == 3))
+    bad = np.flatnonzero(kind == 4)
     if bad.size:
-        line = 1 + int(np.count_nonzero(data[:bad[0]] == ord("\n")))
-        raise ValueError(f"{path}: line {line}: unexpected character {chr(data[bad[0]])!r} "
+        raise ValueError(f"{path}: line {line_of(bad[0])}: unexpected character {chr(data[bad[0]])!r} "
                          f"(an .amat image file holds only 0, 1 and white space)")
+    digit = kind < 2                                 # (bytes,)
     # a token is a run of digits: it must be one character long
     glued = np.flatnonzero(digit[:-1] & digit[1:])
     if glued.size:
-        line = 1 + int(np.count_nonzero(data[:glued[0]] == ord("\n")))
-        raise ValueError(f"{path}: line {line}: a pixel value longer than one digit (expected 0 or 1)")
-    # digits per line: cumulative digit count at each line end
-    line_end = np.flatnonzero(data == ord("\n"))
-    if data[-1] != ord("\n"):
-        line_end = np.append(line_end, data.size - 1)
-    counts = np.diff(np.concatenate([[0], np.cumsum(digit)[line_end]]))   # (lines,)
+        raise ValueError(f"{path}: line {line_of(glued[0])}: a pixel value longer than one digit "
+                         f"(expected 0 or 1)")
+    # digits per line, summed between line starts (each start is one past a newline)
+    starts = np.concatenate([[0], np.flatnonzero(kind == 3) + 1])
+    starts = starts[starts < data.size]
+    counts = np.add.reduceat(digit, starts, dtype=np.int64)   # (lines,)
     nonempty = counts > 0
     if not np.any(nonempty):
         raise ValueError(f"{path}: no pixel values")
-    width = counts[nonempty][0]
+    first = int(np.flatnonzero(nonempty)[0])
+    width = int(counts[first])
     wrong = np.flatnonzero(nonempty & (counts != width))
     if wrong.size:
-        first = int(np.flatnonzero(nonempty)[0]) + 1
-        raise ValueError(f"{path}: line {wrong[0] + 1} has {counts[wrong[0]]} values, line {first} has {width} "
-                         f"(truncated or corrupt file)")
-    values = data[digit] - ord("0")   # (N * D,)
+        raise ValueError(f"{path}: line {wrong[0] + 1} has {counts[wrong[0]]} values, line {first + 1} has "
+                         f"{width} (truncated or corrupt file)")
+    values = kind[digit]                             # (N * D,) the digits' values 0 / 1
     return values.reshape(-1, width).astype(np.float64)
 
 
