@@ -15,6 +15,7 @@ COMMANDS = {
     "evaluate": "iwae_np.commands.evaluate",
     "table": "iwae_np.commands.table",
     "plot": "iwae_np.commands.plot",
+    "oracle": "iwae_np.commands.oracle",
 }
 
 
