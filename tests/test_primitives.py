@@ -1,0 +1,135 @@
+"""The custom primitives: values equal the readable formulas, VJPs equal central differences, dtypes kept."""
+import math
+
+import autograd.numpy as anp
+import numpy as np
+import pytest
+import scipy.special
+from autograd import grad
+
+from iwae_np.gradcheck import FD_RTOL, compare_gradients, finite_difference_gradient
+from iwae_np.primitives import (affine, bernoulli_logit_log_likelihood, diagonal_gaussian_log_density,
+                                layer_dict, tanh_affine, unbroadcast)
+
+
+def assert_gradient_matches_central_differences(f, tree):
+    """autograd's gradient of the scalar ``f(tree)`` against central differences, per array, 1e-6 relative."""
+    auto = grad(f)(tree)
+    fd = finite_difference_gradient(f, tree, step=1e-5)
+    for name, (abs_err, rel_err) in compare_gradients(auto, fd).items():
+        assert rel_err <= FD_RTOL, f"{name}: relative error {rel_err:.1e} (abs {abs_err:.1e})"
+    return auto
+
+
+def weighted(out, c):
+    # a scalar with a non-uniform upstream gradient c, so every VJP entry is exercised
+    return anp.sum(out * c)
+
+
+@pytest.mark.parametrize("lead", [(), (4,), (3, 4)])
+def test_affine_and_tanh_affine_values_and_gradients(rng, lead):
+    layer = {"W": rng.normal(size=(5, 3)), "b": rng.normal(size=3)}
+    x = rng.normal(size=lead + (5,))
+    expected = np.reshape(np.reshape(x, (-1, 5)) @ layer["W"] + layer["b"], lead + (3,))
+    np.testing.assert_allclose(affine(layer, x), expected, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(tanh_affine(layer, x), np.tanh(expected), rtol=1e-14, atol=1e-15)
+    c = rng.normal(size=lead + (3,))
+    for fn in (affine, tanh_affine):
+        assert_gradient_matches_central_differences(
+            lambda t: weighted(fn({"W": t["W"], "b": t["b"]}, t["x"]), c), {**layer, "x": x})
+        # the layer dict as one traced value (how the model calls it), and only x traced
+        assert_gradient_matches_central_differences(
+            lambda t: weighted(fn(t["layer"], t["x"]), c), {"layer": layer, "x": x})
+        g_x = grad(lambda x: weighted(fn(layer, x), c))(x)
+        g_x_ref = grad(lambda t: weighted(fn(t["layer"], t["x"]), c))({"layer": layer, "x": x})["x"]
+        np.testing.assert_allclose(g_x, g_x_ref, rtol=1e-15)
+
+
+def test_tanh_affine_gradient_uses_one_minus_y_squared_at_saturation():
+    # a = +-30: tanh(a) = +-1 in float64, so the exact derivative 1 - tanh^2 ~ 4e-26 rounds to 0: no NaN, no junk
+    layer = {"W": np.array([[30.0, -30.0]]), "b": np.zeros(2)}
+    g = grad(lambda t: anp.sum(tanh_affine(t, np.ones((1, 1)))))(layer)
+    assert np.all(g["W"] == 0) and np.all(g["b"] == 0)
+
+
+def test_layer_dict_with_extra_keys_gets_zero_gradient_for_them(rng):
+    layer = {"W": rng.normal(size=(2, 2)), "b": rng.normal(size=2), "unused": rng.normal(size=3)}
+    g = grad(lambda t: anp.sum(affine(t, np.ones((1, 2)))))(layer)
+    assert set(g) == {"W", "b", "unused"} and np.all(g["unused"] == 0)
+
+
+def test_layer_dict_packs_traced_arrays_only_when_needed(rng):
+    layer = {"W": rng.normal(size=(2, 2)), "b": rng.normal(size=2)}
+    assert layer_dict(layer) is layer  # plain arrays: no copy, no trace
+    seen = []
+    grad(lambda W: seen.append(type(layer_dict({"W": W, "b": layer["b"]}))) or anp.sum(W))(layer["W"])
+    assert "DictBox" in seen[0].__name__
+
+
+def test_bernoulli_value_matches_scipy_and_exact_extremes(rng):
+    l = rng.normal(size=(3, 2, 10)) * 4
+    x = (rng.uniform(size=(2, 10)) < 0.5).astype(float)
+    expected = np.sum(scipy.special.xlogy(x, scipy.special.expit(l))
+                      + scipy.special.xlog1py(1 - x, -scipy.special.expit(l)), axis=-1)
+    np.testing.assert_allclose(bernoulli_logit_log_likelihood(x, l), expected, rtol=1e-12)
+    # l = +-800 would overflow exp(l); x = 1, l = 40 must give -log1p(e^-40) = -4.2e-18, not 0
+    x = np.array([[1.0, 0.0, 1.0, 0.0]])
+    for l_j, x_j, exact in [(-800.0, 1.0, -800.0), (-800.0, 0.0, 0.0), (800.0, 1.0, 0.0), (800.0, 0.0, -800.0),
+                            (40.0, 1.0, -math.log1p(math.exp(-40.0)))]:
+        assert bernoulli_logit_log_likelihood(np.array([[x_j]]), np.array([[l_j]]))[0] == exact
+
+
+def test_bernoulli_gradients_against_central_differences(rng):
+    x = rng.uniform(size=(2, 6))  # not binary, so the x-gradient (l) is a real check as well
+    l = rng.normal(size=(3, 2, 6)) * 3
+    c = rng.normal(size=(3, 2))
+    g = assert_gradient_matches_central_differences(
+        lambda t: weighted(bernoulli_logit_log_likelihood(t["x"], t["l"]), c), {"x": x, "l": l})
+    # closed forms: d/dl = x - sigmoid(l), d/dx = l (summed over the broadcast k axis)
+    np.testing.assert_allclose(g["l"], c[..., None] * (x - scipy.special.expit(l)), rtol=1e-14, atol=1e-16)
+    np.testing.assert_allclose(g["x"], np.sum(c[..., None] * l, axis=0), rtol=1e-14)
+
+
+def test_bernoulli_logit_gradient_is_accurate_where_sigmoid_is_tiny():
+    # d/dl at x = 0, l = -700: -sigmoid(-700) = -9.86e-305, to full relative precision (no 1 - 1 cancellation)
+    l = np.array([[-700.0, -30.0, 0.0, 30.0, 700.0]])
+    g = grad(lambda l: anp.sum(bernoulli_logit_log_likelihood(np.zeros((1, 5)), l)))(l)
+    np.testing.assert_allclose(g, -scipy.special.expit(l), rtol=4 * np.finfo(float).eps, atol=0)
+
+
+@pytest.mark.parametrize("mu_shape", [(2, 4), (3, 2, 4), (4,)])
+def test_gaussian_value_and_gradients(rng, mu_shape):
+    h = rng.normal(size=(3, 2, 4))
+    mu = rng.normal(size=mu_shape)
+    log_sigma = rng.normal(size=mu_shape) * 0.5
+    sigma = np.exp(log_sigma)
+    expected = np.sum(-0.5 * math.log(2 * math.pi) - log_sigma - 0.5 * ((h - mu) / sigma) ** 2, axis=-1)
+    np.testing.assert_allclose(diagonal_gaussian_log_density(h, mu, log_sigma), expected, rtol=1e-14)
+    c = rng.normal(size=(3, 2))
+    assert_gradient_matches_central_differences(
+        lambda t: weighted(diagonal_gaussian_log_density(t["h"], t["mu"], t["s"]), c),
+        {"h": h, "mu": mu, "s": log_sigma})
+
+
+def test_unbroadcast_sums_added_and_stretched_axes(rng):
+    g = rng.normal(size=(3, 2, 4))
+    np.testing.assert_allclose(unbroadcast(g, (2, 4)), g.sum(0))
+    np.testing.assert_allclose(unbroadcast(g, (2, 1)), g.sum(0).sum(-1, keepdims=True))
+    np.testing.assert_allclose(unbroadcast(g, ()), g.sum())
+    assert unbroadcast(g, (3, 2, 4)) is g
+
+
+def test_primitives_keep_float32_in_values_and_gradients(rng):
+    f32 = lambda *shape: rng.normal(size=shape).astype(np.float32)
+    layer, x = {"W": f32(5, 3), "b": f32(3)}, f32(4, 2, 5)
+    for fn in (affine, tanh_affine):
+        assert fn(layer, x).dtype == np.float32
+        g = grad(lambda t: anp.sum(fn(t["layer"], t["x"])))({"layer": layer, "x": x})
+        assert g["layer"]["W"].dtype == g["layer"]["b"].dtype == g["x"].dtype == np.float32
+    xb, l = (f32(2, 5) > 0).astype(np.float32), f32(4, 2, 5)
+    assert bernoulli_logit_log_likelihood(xb, l).dtype == np.float32
+    assert grad(lambda l: anp.sum(bernoulli_logit_log_likelihood(xb, l)))(l).dtype == np.float32
+    h, mu, s = f32(4, 2, 5), f32(2, 5), f32(2, 5)
+    assert diagonal_gaussian_log_density(h, mu, s).dtype == np.float32
+    g = grad(lambda t: anp.sum(diagonal_gaussian_log_density(*t)))([h, mu, s])
+    assert [a.dtype for a in g] == [np.float32] * 3
