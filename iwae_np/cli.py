@@ -16,6 +16,7 @@ COMMANDS = {
     "table": "iwae_np.commands.table",
     "plot": "iwae_np.commands.plot",
     "oracle": "iwae_np.commands.oracle",
+    "snr": "iwae_np.commands.snr",
 }
 
 
