@@ -11,7 +11,7 @@ import math
 
 import autograd.numpy as anp
 
-from .special import softplus
+from .primitives import bernoulli_logit_log_likelihood, diagonal_gaussian_log_density
 
 __all__ = ["gaussian_log_density", "standard_normal_log_density", "bernoulli_log_likelihood"]
 
@@ -28,9 +28,12 @@ def gaussian_log_density(h, mu, log_sigma):
     ``log_sigma`` is the log *standard deviation* (the paper's sigma = exp of a linear layer).
     Shapes broadcast: ``h (k, batch, d)`` against ``mu, log_sigma (batch, d)`` or ``(k, batch, d)``;
     the result drops the last axis.
+
+    Computed by the primitive :func:`iwae_np.primitives.diagonal_gaussian_log_density` (this formula
+    with ``z = (h - mu) * exp(-log_sigma)``), whose VJP is the closed form
+    :math:`\partial h = -z/\sigma`, :math:`\partial \mu = z/\sigma`, :math:`\partial \log\sigma = z^2 - 1`.
     """
-    z = (h - mu) * anp.exp(-log_sigma)  # (..., d); exp(-log sigma) rather than a division by sigma
-    return -0.5 * anp.sum(_LOG_2PI + 2.0 * log_sigma + z * z, axis=-1)
+    return diagonal_gaussian_log_density(h, mu, log_sigma)
 
 
 def standard_normal_log_density(h):
@@ -56,5 +59,9 @@ def bernoulli_log_likelihood(x, logits):
     at most about one unit in the last place of ``l`` (from the cancellation in ``x l - softplus(l)``). ``softplus`` is the
     stable ``max(l, 0) + log1p(exp(-|l|))`` (not ``np.logaddexp``, a slow scalar loop).
     ``x (batch, D)`` broadcasts against ``logits (k, batch, D)``.
+
+    Computed by the primitive :func:`iwae_np.primitives.bernoulli_logit_log_likelihood` as
+    :math:`\sum_j [(x_j l_j - \max(l_j, 0)) - \operatorname{log1p}(e^{-|l_j|})]`, whose VJP is the closed
+    form :math:`\partial l = x - \sigma(l)` (the derivative of softplus is the sigmoid).
     """
-    return anp.sum(x * logits - softplus(logits), axis=-1)
+    return bernoulli_logit_log_likelihood(x, logits)
