@@ -64,7 +64,10 @@ def load_data(name, root=None, download=False, cache_dir=None, train_subset=None
     for what, n in (("train_subset", train_subset), ("test_subset", test_subset)):
         if n is not None and (int(n) != n or n < 2):
             raise ValueError(f"{what} must be an integer >= 2, got {n}")
-    ds = load_dataset(name, root=root, download=download, cache_dir=cache_dir)
+    try:
+        ds = load_dataset(name, root=root, download=download, cache_dir=cache_dir)
+    except (FileNotFoundError, ImportError) as err:  # a missing file or package: a message, not a traceback
+        raise ValueError(str(err)) from err
     if train_subset is None and test_subset is None:
         return ds
     return DataSubset(ds, train_subset, test_subset)
