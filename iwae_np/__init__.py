@@ -12,12 +12,18 @@ The public API, one module per concept:
 - :mod:`iwae_np.training`: a training step
 - :mod:`iwae_np.data`: readers, the named data sets, dynamic binarization
 - :mod:`iwae_np.gradcheck`: finite-difference and identity checks (``iwae-np check``)
+- :mod:`iwae_np.estimators`: STL, DReG, RWS and PIWAE gradients; MIWAE / CIWAE / Renyi objectives
+- :mod:`iwae_np.snr`: the gradient signal-to-noise study of Rainforth et al. (``iwae-np snr``)
 """
 __version__ = "0.1.0"
 
 from .bounds import iwae_bound, iwae_objective, normalized_weights, vae_bound, vae_objective
+from .bounds import (ciwae_bound, ciwae_objective, miwae_bound, miwae_objective, renyi_bound,
+                     renyi_objective)
 from .data import (DATASETS, Dataset, binarize, load_dataset, read_amat, read_idx,
                    read_omniglot_mat)
+from .estimators import (ESTIMATORS, ciwae_gradient, dreg_gradient, estimate_gradient, make_objective,
+                         miwae_gradient, piwae_gradient, renyi_gradient, rws_gradient, stl_gradient)
 from .densities import bernoulli_log_likelihood, gaussian_log_density, standard_normal_log_density
 from .gradcheck import check_model, compare_gradients, finite_difference_gradient
 from .gradients import (average_gradient, importance_weighted_gradient, iwae_gradient,
@@ -46,4 +52,7 @@ __all__ = [
     "finite_difference_gradient", "compare_gradients", "check_model",
     "flatten_tree", "unflatten_tree", "tree_map",
     "DATASETS", "Dataset", "load_dataset", "binarize", "read_idx", "read_amat", "read_omniglot_mat",
+    "miwae_bound", "ciwae_bound", "renyi_bound", "miwae_objective", "ciwae_objective", "renyi_objective",
+    "ESTIMATORS", "stl_gradient", "dreg_gradient", "rws_gradient", "piwae_gradient", "miwae_gradient",
+    "ciwae_gradient", "renyi_gradient", "estimate_gradient", "make_objective",
 ]
