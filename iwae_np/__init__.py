@@ -9,7 +9,10 @@ The public API, one module per concept:
 - :mod:`iwae_np.bounds`: the VAE and IWAE bounds
 - :mod:`iwae_np.gradients`: their gradients (paper eq. 7 and 14) and the normalized-weight identity
 - :mod:`iwae_np.optimizers`: Adam over a parameter tree
-- :mod:`iwae_np.training`: a training step
+- :mod:`iwae_np.training`: the paper's schedule, the training loop, checkpoints and exact resume
+- :mod:`iwae_np.evaluation`: the streaming L_5000 log-likelihood estimate and active units
+- :mod:`iwae_np.experiments`, :mod:`iwae_np.figures`: the Table 1 grid and its figures
+  (``iwae-np train``, ``evaluate``, ``table``, ``plot``)
 - :mod:`iwae_np.data`: readers, the named data sets, dynamic binarization
 - :mod:`iwae_np.gradcheck`: finite-difference and identity checks (``iwae-np check``)
 - :mod:`iwae_np.estimators`: STL, DReG, RWS and PIWAE gradients; MIWAE / CIWAE / Renyi objectives
@@ -35,7 +38,9 @@ from .model import (PRESETS, Architecture, architecture_of, get_architecture, in
 from .networks import dense, glorot_uniform, init_dense, init_mlp, tanh_mlp
 from .optimizers import PAPER_ADAM, adam_init, adam_update
 from .special import log_mean_exp, logsumexp, sigmoid, softmax, softplus
-from .training import train_step
+from .evaluation import active_units, iwae_log_likelihood
+from .training import (NonFiniteLossError, TrainConfig, load_checkpoint, paper_schedule, save_checkpoint,
+                       train, train_step)
 from .tree import flatten_tree, tree_map, unflatten_tree
 
 __all__ = [
@@ -49,6 +54,8 @@ __all__ = [
     "vae_gradient", "iwae_gradient", "vae_value_and_gradient", "iwae_value_and_gradient",
     "log_weight_gradients", "importance_weighted_gradient", "average_gradient",
     "adam_init", "adam_update", "PAPER_ADAM", "train_step",
+    "paper_schedule", "TrainConfig", "train", "NonFiniteLossError", "save_checkpoint", "load_checkpoint",
+    "iwae_log_likelihood", "active_units",
     "finite_difference_gradient", "compare_gradients", "check_model",
     "flatten_tree", "unflatten_tree", "tree_map",
     "DATASETS", "Dataset", "load_dataset", "binarize", "read_idx", "read_amat", "read_omniglot_mat",
