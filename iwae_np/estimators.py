@@ -60,7 +60,8 @@ __all__ = ["ESTIMATORS", "OBJECTIVES", "SampleWeights", "stop_gradient", "recogn
            "iwae_sample_weights", "vae_sample_weights", "miwae_sample_weights",
            "ciwae_sample_weights", "renyi_sample_weights", "piwae_sample_weights", "sample_weights",
            "stl_gradient", "dreg_gradient", "rws_gradient", "piwae_gradient", "miwae_gradient",
-           "ciwae_gradient", "renyi_gradient", "estimate_gradient", "make_objective"]
+           "ciwae_gradient", "renyi_gradient", "estimate_gradient", "make_objective", "objective_name",
+           "parse_objective_name", "register_objective"]
 
 #: The bounds training can ascend; ``piwae`` uses two (IWAE for theta, MIWAE for phi).
 OBJECTIVES = ("vae", "iwae", "miwae", "ciwae", "piwae", "renyi")
@@ -294,3 +295,55 @@ def make_objective(objective="iwae", estimator=None, k=None, M=1, beta=None, alp
 
     objective_fn.__name__ = f"{objective}_{estimator}"
     return objective_fn
+
+
+# ---------------------------------------------------------------------------------------------
+# names for a training registry: "iwae", "iwae+dreg", "miwae:M=5+dreg", "ciwae:beta=0.5", "renyi:alpha=-1+stl"
+
+
+def objective_name(objective="iwae", estimator=None, M=1, beta=None, alpha=None):
+    """The canonical name of an objective and estimator: ``objective[:hyper=value][+estimator]``.
+
+    Only the hyperparameter the objective uses is written, and the estimator unless it is ``"iwae"``
+    (the paper's): ``objective_name("iwae")`` is ``"iwae"``, the name the core registry already has.
+    """
+    estimator = "iwae" if estimator is None else estimator
+    make_objective(objective, estimator, M=M, beta=beta, alpha=alpha)  # checks every setting
+    hyper = ""
+    if objective in ("miwae", "piwae"):
+        hyper = f":M={int(M)}"
+    elif objective == "ciwae":
+        hyper = f":beta={float(beta)!r}"
+    elif objective == "renyi":
+        hyper = f":alpha={float(alpha)!r}"
+    return objective + hyper + ("" if estimator == "iwae" else f"+{estimator}")
+
+
+def parse_objective_name(name):
+    """Inverse of :func:`objective_name`: ``{"objective", "estimator", "M", "beta", "alpha"}``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"an objective name must be a non-empty string, got {name!r}")
+    spec, _, estimator = name.partition("+")
+    objective, _, hyper = spec.partition(":")
+    settings = {"objective": objective, "estimator": estimator or "iwae", "M": 1, "beta": None, "alpha": None}
+    if hyper:
+        key, _, value = hyper.partition("=")
+        if key not in ("M", "beta", "alpha") or not value:
+            raise ValueError(f"objective name {name!r}: expected objective[:M=..|beta=..|alpha=..][+estimator]")
+        try:
+            settings[key] = int(value) if key == "M" else float(value)
+        except ValueError:
+            raise ValueError(f"objective name {name!r}: {key} = {value!r} is not a number") from None
+    if objective_name(**settings) != name:  # unknown parts, or a hyperparameter the objective does not use
+        raise ValueError(f"objective name {name!r} is not canonical; expected {objective_name(**settings)!r}")
+    return settings
+
+
+def register_objective(registry, name, k=None):
+    """Add the objective called ``name`` (see :func:`objective_name`) to ``registry`` (a dict of
+    ``(params, x, eps) -> (bound, gradient)``, e.g. :data:`iwae_np.training.OBJECTIVES`) unless it is
+    there already; ``k`` checks that M divides it. Returns ``name``."""
+    settings = parse_objective_name(name)
+    fn = make_objective(k=k, **settings)  # checks M against k even when the name is registered
+    registry.setdefault(name, fn)
+    return name

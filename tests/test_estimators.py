@@ -331,3 +331,47 @@ def test_stl_is_unbiased_at_k_1_and_biased_at_k_50_where_dreg_is_not():
     assert z_dreg.max() <= threshold, z_dreg.max()
     print(f"STL at k = 50: {np.sum(z > threshold)} of {z.size} phi coordinates biased, max |z| {z.max():.1f} "
           f"(threshold {threshold:.2f}); DReG max |z| {z_dreg.max():.2f}")
+
+
+# ---------------------------------------------------------------------------------------------
+# training: names in the registry, and iwae-np train --objective miwae --M 5 --estimator dreg
+
+
+def test_objective_names_round_trip_and_register():
+    from iwae_np.estimators import objective_name, parse_objective_name, register_objective
+    for settings in ({"objective": "iwae"}, {"objective": "vae", "estimator": "stl"},
+                     {"objective": "miwae", "M": 5, "estimator": "dreg"}, {"objective": "piwae", "M": 2},
+                     {"objective": "ciwae", "beta": 0.5, "estimator": "rws"}, {"objective": "renyi", "alpha": -1.0}):
+        name = objective_name(**settings)
+        parsed = parse_objective_name(name)
+        assert {key: parsed[key] for key in settings} == settings and objective_name(**parsed) == name
+    assert objective_name("iwae") == "iwae" and objective_name("miwae", "dreg", M=5) == "miwae:M=5+dreg"
+    for bad in ("miwae", "iwae:M=2", "miwae:M=x", "ciwae:beta=2", "iwae+reinforce", "renyi:alpha=1e0"):
+        with pytest.raises(ValueError):
+            parse_objective_name(bad)
+    registry = {"iwae": "the core's"}
+    assert register_objective(registry, "iwae") == "iwae" and registry["iwae"] == "the core's"  # kept as is
+    register_objective(registry, "miwae:M=5+dreg", k=10)
+    params, x, eps = small_problem(TINY["one-layer"], k=10, batch=2, seed=15)
+    value, g = registry["miwae:M=5+dreg"](params, x, eps)
+    reference = estimate_gradient(params, x, eps, "miwae", "dreg", M=5)
+    assert value == reference[0]
+    assert_close(g, reference[1], 0.0)
+    with pytest.raises(ValueError, match="does not divide"):
+        register_objective(registry, "miwae:M=5+dreg", k=12)
+
+
+def test_train_command_with_miwae_and_dreg_and_resume(tmp_path):
+    from iwae_np.cli import main
+    from iwae_np.training import OBJECTIVES, load_checkpoint
+    out = tmp_path / "run"
+    argv = ["train", "--data", "mnist5k", "--train-subset", "40", "--test-subset", "20", "--latent", "2",
+            "--hidden", "6", "--stages", "1", "--k", "10", "--objective", "miwae", "--M", "5", "--estimator", "dreg",
+            "--monitor-size", "10", "--monitor-k", "5", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    assert load_checkpoint(out)["meta"]["config"]["objective"] == "miwae:M=5+dreg"
+    OBJECTIVES.pop("miwae:M=5+dreg")  # a fresh process: --resume must register the saved name again
+    assert main(["train", "--resume", "--out", str(out), "--no-progress"]) == 0
+    assert "miwae:M=5+dreg" in OBJECTIVES
+    OBJECTIVES.pop("miwae:M=5+dreg")
+    assert main(argv[:-1] + [str(tmp_path / "bad"), "--M", "3"]) == 2  # 3 does not divide k = 10

@@ -113,8 +113,16 @@ def add_arguments(p):
     p.add_argument("--init-from", default=None, metavar="RUN",
                    help="start from the parameters of another run (checkpoint or run directory), with a fresh "
                         "Adam state and schedule: the paper's Table 2")
-    p.add_argument("--objective", choices=sorted(OBJECTIVES), default="iwae", help="bound to ascend (default iwae)")
+    from ..estimators import ESTIMATORS, OBJECTIVES as EXTRA_OBJECTIVES
+    p.add_argument("--objective", choices=sorted(set(OBJECTIVES) | set(EXTRA_OBJECTIVES)), default="iwae",
+                   help="bound to ascend (default iwae); miwae, ciwae, piwae, renyi: SPEC section 5")
     p.add_argument("--k", type=int, default=50, help="samples per example during training (default 50)")
+    g = p.add_argument_group("estimators and bounds beyond the paper (iwae_np.estimators)")
+    g.add_argument("--estimator", choices=list(ESTIMATORS), default="iwae",
+                   help="gradient estimator for phi: iwae (the paper's), stl, dreg, rws; theta always as the bound")
+    g.add_argument("--M", type=int, default=1, help="miwae / piwae: M bounds of K = k / M samples each (default 1)")
+    g.add_argument("--beta", type=float, default=None, help="ciwae: weight of the VAE bound, in [0, 1]")
+    g.add_argument("--alpha", type=float, default=None, help="renyi: the order alpha (0: IWAE, 1: VAE)")
     add_data_arguments(p, required=False)
     add_model_arguments(p)
     add_schedule_arguments(p)
@@ -125,14 +133,18 @@ def add_arguments(p):
 
 
 def run(args):
+    from ..estimators import objective_name, register_objective
     from ..experiments import dataset_from_spec
     from ..model import architecture_of
-    from ..training import TrainConfig, load_checkpoint, load_params, train
+    from ..training import OBJECTIVES, TrainConfig, load_checkpoint, load_params, train
 
     out = Path(args.out)
     params = None
     if args.resume:
-        config = TrainConfig.from_dict(load_checkpoint(out)["meta"]["config"])
+        saved = load_checkpoint(out)["meta"]["config"]
+        if saved.get("objective") not in OBJECTIVES:  # e.g. "miwae:M=5+dreg": make it trainable again
+            register_objective(OBJECTIVES, saved["objective"], k=saved.get("k"))
+        config = TrainConfig.from_dict(saved)
     else:
         if args.data is None:
             raise ValueError("--data is required (unless --resume)")
@@ -145,7 +157,9 @@ def run(args):
             kwargs["init_from"] = str(args.init_from)
         else:
             arch = architecture_from_args(args)
-        config = TrainConfig(architecture=arch, objective=args.objective, k=args.k, **kwargs)
+        objective = register_objective(OBJECTIVES, objective_name(args.objective, args.estimator, args.M, args.beta,
+                                                                  args.alpha), k=args.k)
+        config = TrainConfig(architecture=arch, objective=objective, k=args.k, **kwargs)
     dataset = dataset_from_spec(config.data, download=getattr(args, "download", False),
                                 cache_dir=getattr(args, "cache_dir", None))
     print(f"training {config.objective.upper()} k={config.k} on {config.data['name']} "
