@@ -32,10 +32,11 @@ from autograd.tracer import getval
 
 from .estimators import _objective_functions, _path_log_weights, _weighted_gradients
 from .model import log_importance_weights, sample_eps
+from .special import softmax
 from .tree import flatten_tree
 
-__all__ = ["SNR_ESTIMATORS", "RunningMoments", "estimator_gradients", "gradient_snr", "snr_study",
-           "summarize_snr", "fit_slopes", "plot_snr", "synthetic_images", "train_default_model",
+__all__ = ["SNR_ESTIMATORS", "RunningMoments", "estimator_gradients", "effective_sample_size", "gradient_snr",
+           "snr_study", "summarize_snr", "fit_slopes", "plot_snr", "synthetic_images", "train_default_model",
            "load_model_params"]
 
 #: The estimators compared; theta is the same for all three (each ascends the bound for theta).
@@ -67,6 +68,16 @@ def _group_vector(tree, prefix):
     return np.concatenate([np.ravel(getval(v)) for name, v in flatten_tree(tree).items() if name.startswith(prefix)])
 
 
+def _gradients_and_log_w(params, x, eps, M):
+    objective = "iwae" if M == 1 else "miwae"
+    _, weights_fn = _objective_functions(objective, M=M)
+    log_w, _, (full,) = _weighted_gradients(lambda p: log_importance_weights(p, x, eps), params, weights_fn, "phi")
+    _, _, (stl, dreg) = _weighted_gradients(lambda p: _path_log_weights(p, x, eps), params, weights_fn,
+                                            "phi", "dreg")
+    return log_w, {"theta": _group_vector(full, "p_"), "iwae": _group_vector(full, "q_"),
+                   "stl": _group_vector(stl, "q_"), "dreg": _group_vector(dreg, "q_")}
+
+
 def estimator_gradients(params, x, eps, M=1):
     r"""The IWAE, STL and DReG gradients of MIWAE(M, K) (IWAE for M = 1) on the same noise ``eps``.
 
@@ -76,27 +87,30 @@ def estimator_gradients(params, x, eps, M=1):
     Returns ``{"theta": vector, "iwae": phi vector, "stl": ..., "dreg": ...}``: flat float64 vectors
     (parameters in the tree's order).
     """
-    objective = "iwae" if M == 1 else "miwae"
-    _, weights_fn = _objective_functions(objective, M=M)
-    _, _, (full,) = _weighted_gradients(lambda p: log_importance_weights(p, x, eps), params, weights_fn, "phi")
-    _, _, (stl, dreg) = _weighted_gradients(lambda p: _path_log_weights(p, x, eps), params, weights_fn,
-                                            "phi", "dreg")
-    return {"theta": _group_vector(full, "p_"), "iwae": _group_vector(full, "q_"),
-            "stl": _group_vector(stl, "q_"), "dreg": _group_vector(dreg, "q_")}
+    return _gradients_and_log_w(params, x, eps, M)[1]
+
+
+def effective_sample_size(log_w, M=1):
+    r"""Kish's effective sample size of each group of K samples, :math:`1 / \sum_j \tilde w_j^2`, averaged
+    over the M groups and the examples: near K when the weights are even, near 1 when one sample dominates."""
+    k, batch = np.shape(log_w)
+    w = np.asarray(softmax(np.reshape(log_w, (int(M), k // int(M), batch)), axis=1))  # (M, K, batch)
+    return float(np.mean(1.0 / np.sum(w * w, axis=1)))
 
 
 def gradient_snr(params, x, M, K, n_draws, rng):
     """Per-parameter SNR over ``n_draws`` independent draws of the noise for MIWAE(M, K) at ``x``.
 
     Returns ``{"theta": snr, "iwae": snr, "stl": snr, "dreg": snr}`` (vectors; NaN where the gradient
-    is 0 on every draw).
+    is 0 on every draw) and ``"ess"``, the mean :func:`effective_sample_size` over the draws.
     """
     if n_draws < 2:
         raise ValueError(f"the SNR needs at least 2 noise draws, got {n_draws}")
-    moments = None
+    moments, ess = None, []
     for _ in range(int(n_draws)):
         eps = sample_eps(rng, params, int(M) * int(K), np.shape(x)[0])
-        grads = estimator_gradients(params, x, eps, M)
+        log_w, grads = _gradients_and_log_w(params, x, eps, M)
+        ess.append(effective_sample_size(log_w, M))
         if moments is None:
             moments = {name: RunningMoments(g.size) for name, g in grads.items()}
         for name, g in grads.items():
@@ -106,6 +120,7 @@ def gradient_snr(params, x, M, K, n_draws, rng):
         std = m.std()
         with np.errstate(divide="ignore", invalid="ignore"):
             out[name] = np.where(std > 0, np.abs(m.mean) / std, np.nan)
+    out["ess"] = float(np.mean(ess))
     return out
 
 
@@ -130,7 +145,7 @@ def snr_study(params, x, ks=(1, 3, 10, 30, 100, 300), Ms=(1,), n_draws=200, seed
     for i, (M, K) in enumerate((M, K) for M in Ms for K in ks):
         snr = gradient_snr(params, x, M, K, n_draws, np.random.default_rng([seed, i]))
         theta = summarize_snr(snr["theta"], n_draws)
-        grid.append({"M": M, "K": K, "theta": {est: theta for est in SNR_ESTIMATORS},
+        grid.append({"M": M, "K": K, "ess": snr["ess"], "theta": {est: theta for est in SNR_ESTIMATORS},
                      "phi": {est: summarize_snr(snr[est], n_draws) for est in SNR_ESTIMATORS}})
         if progress:
             progress(grid[-1])

@@ -6,8 +6,8 @@ import pytest
 
 from iwae_np.cli import main
 from iwae_np.estimators import estimate_gradient
-from iwae_np.snr import (SNR_ESTIMATORS, RunningMoments, estimator_gradients, fit_slopes, gradient_snr,
-                         load_model_params, snr_study, summarize_snr)
+from iwae_np.snr import (SNR_ESTIMATORS, RunningMoments, effective_sample_size, estimator_gradients,
+                         fit_slopes, gradient_snr, load_model_params, snr_study, summarize_snr)
 from iwae_np.tree import flatten_tree
 
 from conftest import TINY, small_problem
@@ -53,6 +53,13 @@ def test_gradient_snr_is_mean_over_std_of_the_draws():
         gradient_snr(params, x, 1, 4, 1, np.random.default_rng(0))
 
 
+def test_effective_sample_size_of_even_and_dominated_weights():
+    even = np.zeros((6, 2))
+    assert effective_sample_size(even) == pytest.approx(6) and effective_sample_size(even, M=3) == pytest.approx(2)
+    dominated = np.array([[0.0], [-800.0], [-800.0], [-800.0]])
+    assert effective_sample_size(dominated) == pytest.approx(1) and effective_sample_size(dominated, M=2) == pytest.approx(1.5)  # groups: (1, 2)
+
+
 def test_summary_leaves_out_constant_parameters_and_reports_the_floor():
     s = summarize_snr(np.array([1.0, np.nan, 3.0, 2.0]), n_draws=100)
     assert s == {"median": 2.0, "mean": 2.0, "n_params": 3, "n_constant": 1, "floor": pytest.approx(0.06745, rel=1e-4)}
@@ -89,6 +96,8 @@ def test_snr_command_writes_json_and_plot(tmp_path):
     assert [(g["M"], g["K"]) for g in result["grid"]] == [(1, 1), (1, 4), (2, 1), (2, 4)]
     assert set(result["slopes"]["K"]) == {"M=1", "M=2"} and set(result["slopes"]["M"]) == {"K=1", "K=4"}
     assert (out / "snr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert all(1 <= g["ess"] <= g["K"] for g in result["grid"])
+    assert load_model_params(out / "model.npz")["p_x"]["logits"]["W"].shape == (6, 784)  # the default model, saved
 
 
 def test_snr_command_reads_a_flat_npz_checkpoint(tmp_path):

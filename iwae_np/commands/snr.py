@@ -5,7 +5,7 @@ independent noise draws of the MIWAE(M, K) gradient (IWAE for M = 1) under each 
 three on the same noise; each parameter's SNR is |mean| / std over the draws, summarized by the
 median over theta (generative) and over phi (recognition) parameters. Writes OUT/snr.json (every
 number, and the slopes of log SNR against log K and log M) and OUT/snr.png (log-log, with reference
-slopes +1/2 and -1/2). Rainforth et al.: theta's SNR grows like sqrt(MK), IWAE's phi SNR falls like
+slopes +1/2 and -1/2), and, for the default model, OUT/model.npz. Rainforth et al.: theta's SNR grows like sqrt(MK), IWAE's phi SNR falls like
 sqrt(M/K); DReG removes the fall.
 
 The model: --checkpoint (a training run or checkpoint, or a .npz of flat parameter names), else
@@ -65,6 +65,7 @@ def _study(args):
 
     from ..model import PRESETS, Architecture, architecture_of
     from ..snr import load_model_params, plot_snr, snr_study, train_default_model
+    from ..tree import flatten_tree
 
     for name in ("draws", "batch"):
         if getattr(args, name) < (2 if name == "draws" else 1):
@@ -91,7 +92,9 @@ def _study(args):
         print(f"training the default model: {args.train_steps} Adam steps of IWAE k=5 on {data_text}", file=sys.stderr)
         params = train_default_model(train_x, arch, args.train_steps, rng, binarize=binarize)
         model_text = (f"default: {arch.to_dict()} trained {args.train_steps} Adam steps (lr 1e-3, minibatch 20) "
-                      f"of IWAE k=5 on {data_text}")
+                      f"of IWAE k=5 on {data_text}; saved as model.npz")
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez(out / "model.npz", **flatten_tree(params))  # rerun with --checkpoint OUT/model.npz
     if architecture_of(params).x_dim != test_x.shape[1]:
         raise ValueError(f"the model takes {architecture_of(params).x_dim} pixels, the {args.data} images have "
                          f"{test_x.shape[1]}")
@@ -101,7 +104,8 @@ def _study(args):
 
     def progress(row):
         phi = ", ".join(f"{e} {row['phi'][e]['median']:.3g}" for e in ("iwae", "stl", "dreg"))
-        print(f"M={row['M']:<3d} K={row['K']:<4d} theta {row['theta']['iwae']['median']:.3g}; phi {phi}", file=sys.stderr)
+        print(f"M={row['M']:<3d} K={row['K']:<4d} theta {row['theta']['iwae']['median']:.3g}; phi {phi}; "
+              f"ESS {row['ess']:.1f}", file=sys.stderr)
 
     result = snr_study(params, x, args.k, args.M, args.draws, args.seed, progress=progress)
     result["settings"].update(model=model_text, data=args.data, model_seconds=round(trained_s, 1),
