@@ -10,6 +10,7 @@ r"""The paper's experiments end to end: data subsets, evaluating a trained run, 
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from .evaluation import ACTIVE_UNIT_THRESHOLD, active_units, iwae_log_likelihood
 from .model import PRESETS, Architecture
-from .training import CHECKPOINT_NAME, TrainConfig, _write_text, load_checkpoint, train
+from .training import CHECKPOINT_NAME, NonFiniteLossError, TrainConfig, _write_text, load_checkpoint, train
 
 __all__ = ["load_data", "DataSubset", "evaluate_run", "EVALUATION_NAME", "PAPER_TABLE1", "PAPER_TABLE3",
            "table_cells", "run_cell", "run_table", "markdown_table", "cell_name"]
@@ -198,11 +199,18 @@ def run_cell(cell, base, out_dir, eval_opts, progress=False, log=print):
     log(f"[{cell['name']}] {'resuming' if resume else 'training'}: {config.total_passes} passes")
 
     def stage_log(info):
-        if info["position"]["stage_steps"] == 0:  # a stage has just ended
-            log(f"[{cell['name']}] stage {info['stage']} done after {time.monotonic() - t0:.0f} s, "
-                f"running bound {info['bound']:.2f}")
+        record = info["stage_record"]
+        if record is not None:
+            bounds = (f"test L_{record['monitor_k']} {record['test_bound']:.2f}, train {record['train_bound']:.2f}"
+                      if "test_bound" in record else f"training objective {record['train_objective']:.2f}")
+            log(f"[{cell['name']}] stage {record['stage']} done ({record['passes_done']} passes, "
+                f"{time.monotonic() - t0:.0f} s): {bounds}")
 
-    out = train(dataset, config, run_dir, resume=resume, progress=progress, callback=stage_log)
+    try:
+        out = train(dataset, config, run_dir, resume=resume, progress=progress, callback=stage_log)
+    except NonFiniteLossError as err:  # one diverged cell does not stop the others
+        log(f"[{cell['name']}] failed: {err}")
+        return {"status": "failed", "name": cell["name"], "error": str(err)}
     if out["status"] != "finished":
         log(f"[{cell['name']}] interrupted; its checkpoint is saved")
         return {"status": "interrupted", "name": cell["name"]}
@@ -216,10 +224,14 @@ def run_cell(cell, base, out_dir, eval_opts, progress=False, log=print):
 
 def _worker(payload):
     cell, base, out_dir, eval_opts, threads = payload
-    from threadpoolctl import threadpool_limits
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # the environment variables set by run_table already hold BLAS to one thread
+        import contextlib
+        threadpool_limits = lambda limits: contextlib.nullcontext()
     with threadpool_limits(limits=threads):
         try:
-            return run_cell(cell, base, out_dir, eval_opts, progress=False, log=lambda s: print(s, flush=True))
+            return run_cell(cell, base, out_dir, eval_opts, progress=False, log=lambda s: print(s, file=sys.stderr, flush=True))
         except KeyboardInterrupt:
             return {"status": "interrupted", "name": cell["name"]}
 
@@ -235,15 +247,30 @@ def run_table(cells, base, out_dir, eval_opts, jobs=None, progress=True, log=pri
     import multiprocessing
     results = {}
     payloads = [(c, base, str(out_dir), eval_opts, 1) for c in cells]
-    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_worker, p): p[0]["name"] for p in payloads}
-        try:
-            for f in cf.as_completed(futures):
-                results[futures[f]] = f.result()
-        except KeyboardInterrupt:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    # one BLAS thread per worker: several processes each running a multi-threaded BLAS on the
+    # same cores slow each other down many times over. The variables reach the workers' numpy
+    # at its import (they are spawned while they are set); threadpoolctl also limits it in place.
+    saved = {v: os.environ.get(v) for v in _THREAD_VARIABLES}
+    os.environ.update({v: "1" for v in _THREAD_VARIABLES})
+    try:
+        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_worker, p): p[0]["name"] for p in payloads}
+            try:
+                for f in cf.as_completed(futures):
+                    results[futures[f]] = f.result()
+            except KeyboardInterrupt:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    finally:
+        for v, value in saved.items():
+            if value is None:
+                os.environ.pop(v, None)
+            else:
+                os.environ[v] = value
     return [results[c["name"]] for c in cells]
+
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _paper_key(data_name):

@@ -303,7 +303,8 @@ def train(dataset, config, run_dir, resume=False, params=None, progress=True, ch
     passed since the last one (0: after every step). After every stage a record (stage, lr,
     passes, mean training bound over the stage, :math:`\\mathcal L_{monitor\\_k}` on test and training
     examples, wall time) is appended to ``metrics.jsonl``. ``callback(info)``, if given, is called
-    after every step with a dict (``global_step``, ``stage``, ``bound``, ...).
+    after every step with a dict (``global_step``, ``stage``, ``bound``, ``position``,
+    ``checkpoint_step``, and ``stage_record``: the metric record when the step ended a stage, else None).
 
     Ctrl-C (``KeyboardInterrupt``) writes a checkpoint of the last completed step and returns
     with status ``"interrupted"``. A non-finite bound or gradient raises
@@ -416,6 +417,7 @@ def train(dataset, config, run_dir, resume=False, params=None, progress=True, ch
                 bar.set_postfix_str(f"bound {pos['stage_bound_sum'] / pos['stage_steps']:.2f}", refresh=False)
             if pos["step"] == steps_per_pass:
                 pos["step"], pos["pass"] = 0, pos["pass"] + 1
+            record = None
             if pos["pass"] == stage["passes"]:  # end of the stage: monitor, log, checkpoint
                 record = {"stage": stage["stage"], "lr": stage["lr"], "passes": stage["passes"],
                           "passes_done": sum(s["passes"] for s in schedule[:pos["stage"] + 1]),
@@ -439,7 +441,7 @@ def train(dataset, config, run_dir, resume=False, params=None, progress=True, ch
                     save(snap)
             if callback is not None:
                 callback({"global_step": pos["global_step"], "stage": stage["stage"], "bound": bound,
-                          "position": dict(pos), "checkpoint_step": last_save[1]})
+                          "position": dict(pos), "checkpoint_step": last_save[1], "stage_record": record})
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
