@@ -46,9 +46,9 @@ import numpy as np
 from autograd import grad, make_vjp, value_and_grad
 from autograd.tracer import getval
 
-from .bounds import (check_alpha, check_beta, check_groups, ciwae_bound, ciwae_objective,
-                     iwae_bound, iwae_objective, miwae_bound, miwae_objective, normalized_weights,
-                     renyi_bound, renyi_objective, vae_bound, vae_objective)
+from .bounds import (check_alpha, check_beta, check_groups, ciwae_bound, ciwae_objective, iwae_bound,
+                     miwae_bound, miwae_objective, normalized_weights, renyi_bound, renyi_objective,
+                     vae_bound)
 from .densities import gaussian_log_density
 from .gradients import iwae_gradient
 from .model import log_importance_weights, sample_posterior

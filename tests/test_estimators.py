@@ -13,7 +13,7 @@ from iwae_np.bounds import (ciwae_bound, ciwae_objective, iwae_bound, iwae_objec
                             vae_bound)
 from iwae_np.estimators import (ESTIMATORS, OBJECTIVES, _path_log_weights, ciwae_gradient,
                                 dreg_gradient, estimate_gradient, make_objective, miwae_gradient,
-                                piwae_gradient, renyi_gradient, rws_gradient, sample_weights,
+                                piwae_gradient, renyi_gradient, sample_weights,
                                 stl_gradient)
 from iwae_np.gradcheck import FD_RTOL, IDENTITY_RTOL, compare_gradients, finite_difference_gradient
 from iwae_np.gradients import iwae_gradient, vae_gradient
