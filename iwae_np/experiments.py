@@ -77,11 +77,12 @@ def load_data(name, root=None, download=False, cache_dir=None, train_subset=None
 def data_spec(args_like):
     """The ``data`` entry of a :class:`TrainConfig` (what ``--resume`` needs to reload the data)."""
     return {"name": args_like["name"], "root": args_like.get("root"), "train_subset": args_like.get("train_subset"),
-            "test_subset": args_like.get("test_subset")}
+            "test_subset": args_like.get("test_subset"), "cache_dir": args_like.get("cache_dir")}
 
 
-def dataset_from_spec(spec, download=False, cache_dir=None):
-    return load_data(spec["name"], spec.get("root"), download=download, cache_dir=cache_dir,
+def dataset_from_spec(spec, download=False):
+    """The data set a :func:`data_spec` describes (downloading missing files if ``download``)."""
+    return load_data(spec["name"], spec.get("root"), download=download, cache_dir=spec.get("cache_dir"),
                      train_subset=spec.get("train_subset"), test_subset=spec.get("test_subset"))
 
 

@@ -47,7 +47,7 @@ def add_arguments(p):
 
 
 def run(args):
-    from ..experiments import markdown_table, run_table, table_cells, write_json
+    from ..experiments import dataset_from_spec, markdown_table, run_table, table_cells, write_json
     from .train import architecture_from_args, config_kwargs_from_args
 
     if any(k < 1 for k in args.k):
@@ -59,6 +59,7 @@ def run(args):
     out = Path(args.out or f"runs/table-{args.data}")
     base = config_kwargs_from_args(args)
     base["architectures"] = {L: architecture_from_args(args, L) for L in args.layers}
+    dataset_from_spec(base["data"], download=args.download)  # fail early; download once, before the workers
     cells = table_cells(args.objectives, args.k, args.layers)
     eval_opts = {"k": args.eval_k, "train_subset": args.eval_train_subset, "seed": args.eval_seed}
     t0 = time.monotonic()

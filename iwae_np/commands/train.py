@@ -101,7 +101,7 @@ def config_kwargs_from_args(args):
             "adam": {"b1": args.beta1, "b2": args.beta2, "eps": args.adam_eps}, "dtype": args.dtype,
             "seed": args.seed, "monitor_k": args.monitor_k, "monitor_size": args.monitor_size,
             "data": data_spec({"name": args.data, "root": args.data_dir, "train_subset": args.train_subset,
-                               "test_subset": args.test_subset})}
+                               "test_subset": args.test_subset, "cache_dir": args.cache_dir})}
 
 
 def add_arguments(p):
@@ -160,8 +160,7 @@ def run(args):
         objective = register_objective(OBJECTIVES, objective_name(args.objective, args.estimator, args.M, args.beta,
                                                                   args.alpha), k=args.k)
         config = TrainConfig(architecture=arch, objective=objective, k=args.k, **kwargs)
-    dataset = dataset_from_spec(config.data, download=getattr(args, "download", False),
-                                cache_dir=getattr(args, "cache_dir", None))
+    dataset = dataset_from_spec(config.data, download=args.download)
     print(f"training {config.objective.upper()} k={config.k} on {config.data['name']} "
           f"({len(dataset.train)} training images), {config.total_passes} passes, into {out}", file=sys.stderr)
     result = train(dataset, config, out, resume=args.resume, params=params, progress=not args.no_progress,
