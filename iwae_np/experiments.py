@@ -243,7 +243,12 @@ def run_table(cells, base, out_dir, eval_opts, jobs=None, progress=True, log=pri
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(cells)))
     if jobs == 1:
-        return [run_cell(c, base, out_dir, eval_opts, progress=progress, log=log) for c in cells]
+        results = []
+        for i, c in enumerate(cells):
+            results.append(run_cell(c, base, out_dir, eval_opts, progress=progress, log=log))
+            if results[-1]["status"] == "interrupted":  # Ctrl-C stops the grid, not just this cell
+                return results + [{"status": "not run", "name": rest["name"]} for rest in cells[i + 1:]]
+        return results
     import concurrent.futures as cf
     import multiprocessing
     results = {}

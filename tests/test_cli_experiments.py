@@ -175,3 +175,29 @@ def test_ctrl_c_saves_and_resume_finishes_in_a_subprocess(tmp_path, mnist5k):
     assert done.returncode == 0, done.stderr
     meta = load_checkpoint(run)["meta"]
     assert meta["status"] == "finished" and meta["position"]["global_step"] == 13 * 20
+
+
+def test_ctrl_c_in_a_sequential_table_stops_the_grid_and_rerun_resumes_it(tmp_path, capsys, monkeypatch):
+    from iwae_np import experiments
+    real_train = experiments.train
+
+    def interrupted_train(*args, **kwargs):
+        def ctrl_c(info):
+            if info["global_step"] == 3:
+                raise KeyboardInterrupt
+        return real_train(*args, **dict(kwargs, callback=ctrl_c))
+
+    monkeypatch.setattr(experiments, "train", interrupted_train)
+    args = ["table", *SMALL_DATA, *TINY, "--layers", "1", "--k", "2", "--stages", "1", "--pass-scale", "0.2",
+            "--eval-k", "5", "--eval-train-subset", "0", "--out", str(tmp_path), "--no-progress", "--no-figures",
+            "--jobs", "1"]
+    assert main(args) == 130
+    captured = capsys.readouterr()
+    assert "run the same command again" in captured.err
+    first, second = [c["name"] for c in table_cells(["vae", "iwae"], [2], [1])]
+    assert load_checkpoint(tmp_path / first)["meta"]["status"] == "interrupted"
+    assert not (tmp_path / second).exists()  # the grid stopped
+    monkeypatch.setattr(experiments, "train", real_train)
+    assert main(args) == 0
+    assert load_checkpoint(tmp_path / first)["meta"]["status"] == "finished"
+    assert (tmp_path / second / "evaluation.json").is_file()
