@@ -148,8 +148,18 @@ def compute(manifest, arrays):
     x = jnp.asarray(arrays["x"], dtype)
     eps = [jnp.asarray(arrays[e["key"]], dtype) for e in manifest["eps"]]
     params = {p["name"]: jnp.asarray(arrays[p["key"]], dtype) for p in manifest["parameters"]}
-    results = jax.jit(lambda params, x, eps: quantities(manifest, params, x, eps))(params, x, eps)
+    # one compiled function per model structure; jit's own cache then reuses it for equal shapes
+    structure = {key: manifest[key] for key in ("dtype", "architecture", "parameters", "eps", "settings",
+                                                 "gradients")}
+    key = json.dumps({**structure, "parameters": [p["name"] for p in manifest["parameters"]],
+                      "eps": [e["key"] for e in manifest["eps"]]}, sort_keys=True)
+    if key not in _COMPILED:
+        _COMPILED[key] = jax.jit(lambda params, x, eps: quantities(structure, params, x, eps))
+    results = _COMPILED[key](params, x, eps)
     return {key: np.asarray(value) for key, value in results.items()}
+
+
+_COMPILED = {}
 
 
 def quantities(manifest, params, x, eps):
@@ -173,27 +183,44 @@ def quantities(manifest, params, x, eps):
         results[f"bound.{n}"] = f(log_w)
         results[f"bound_mean.{n}"] = jnp.mean(results[f"bound.{n}"])
 
-    def objective_grad(f):  # autograd of the batch-mean bound
-        return jax.grad(lambda p: jnp.mean(f(log_weight_terms(p, nets, x, eps)[2])))(params)
+    # Each gradient is a weighted sum over samples of per-sample gradients: one vector-Jacobian
+    # product (reverse-mode autodiff) of per-sample values with a cotangent. Three per-sample
+    # functions, stacked into one output (3, k, batch) so that a single batched backward pass
+    # (jax.vmap of one vjp) gives every gradient:
+    #   0: log w;
+    #   1: log p(x, h) - log q_stop(h | x), log q with a stopped copy of phi, h live (STL, DReG);
+    #   2: log q_phi(stop(h) | x), the latents stopped (RWS wake-phi).
+    def per_sample(p):
+        return jnp.stack([log_weight_terms(p, nets, x, eps)[2],
+                          log_weight_terms(p, nets, x, eps, q_params={n: stop(v) for n, v in p.items()})[2],
+                          log_weight_terms(p, nets, x, eps, stop_h=True)[3]])
 
-    def path_grad(weights):  # sum_i weights_i d/dphi [log p(x, h_i) - log q_stop(h_i | x)], batch mean
-        return jax.grad(lambda p: jnp.sum(weights * log_weight_terms(
-            p, nets, x, eps, q_params={n: stop(v) for n, v in p.items()})[2]) / batch)(params)
+    def bound_cotangent(f):  # d(batch mean of the bound) / d(log w), by jax.grad
+        return jax.grad(lambda lw: jnp.mean(f(lw)))(log_w)
 
-    def rws_grad():  # sum_i w~_i d/dphi log q_phi(stop(h_i) | x), batch mean
-        return jax.grad(lambda p: jnp.sum(w_tilde * log_weight_terms(p, nets, x, eps, stop_h=True)[3]) / batch)(params)
-
-    g_iwae = None
-    estimators = {"stl": lambda: path_grad(w_tilde), "dreg": lambda: path_grad(w_tilde ** 2), "rws": rws_grad,
-                  "piwae": lambda: objective_grad(bounds["miwae"] if s["piwae_M"] == s["miwae_M"]
-                                                  else lambda lw: miwae_bound(lw, s["piwae_M"]))}
-    for gname in manifest.get("gradients", []):
+    wanted = manifest.get("gradients", [])
+    # objectives, and PIWAE's phi part (MIWAE with M = piwae_M): autodiff through log w
+    objective_fns = {n: bounds[n] for n in wanted if n in bounds}
+    if "iwae" not in objective_fns:
+        objective_fns["iwae"] = bounds["iwae"]  # theta of every estimator
+    if "piwae" in wanted:
+        objective_fns["piwae_phi"] = lambda lw: miwae_bound(lw, s["piwae_M"])
+    zero = jnp.zeros_like(log_w)
+    cotangents = {n: jnp.stack([bound_cotangent(f), zero, zero]) for n, f in objective_fns.items()}
+    cotangents["stl"] = jnp.stack([zero, w_tilde / batch, zero])
+    cotangents["dreg"] = jnp.stack([zero, w_tilde ** 2 / batch, zero])
+    cotangents["rws"] = jnp.stack([zero, zero, w_tilde / batch])
+    _, vjp = jax.vjp(per_sample, params)
+    stacked = jax.vmap(vjp)(jnp.stack(list(cotangents.values())))[0]  # {name: (n_cotangents, *shape)}
+    g_all = {c: {n: stacked[n][j] for n in names} for j, c in enumerate(cotangents)}
+    full = {n: g_all[n] for n in objective_fns}
+    path, rws = {"stl": g_all["stl"], "dreg": g_all["dreg"]}, g_all["rws"]
+    phi_parts = {"stl": path["stl"], "dreg": path["dreg"], "rws": rws, "piwae": full.get("piwae_phi")}
+    for gname in wanted:
         if gname in bounds:
-            g = objective_grad(bounds[gname])
-        else:
-            g_iwae = objective_grad(bounds["iwae"]) if g_iwae is None else g_iwae
-            g_phi = estimators[gname]()
-            g = {n: (g_phi[n] if n.startswith("q_") else g_iwae[n]) for n in names}  # theta as IWAE
+            g = full[gname]
+        else:  # theta as IWAE, phi from the estimator
+            g = {n: (phi_parts[gname][n] if n.startswith("q_") else full["iwae"][n]) for n in names}
         for n in names:
             results[f"grad.{gname}." + n.replace("/", ".")] = g[n]
     return results
