@@ -1,0 +1,45 @@
+"""A seconds-long run of the benchmark suite (``bench/run.py --smoke``), so it cannot rot.
+
+Timings are never asserted (performance is measured only by ``bench/run.py`` itself); what is
+checked is that every part runs, the table is written, and, where torch is installed, that the
+torch reference computes the same bound and gradient as iwae_np (the run fails otherwise).
+"""
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+
+def test_matmul_flops_counts_every_dense_layer_of_the_one_layer_model():
+    from common import matmul_flops
+    batch, k = 3, 7
+    q = 784 * 200 + 200 * 200 + 2 * 200 * 50  # q(h1|x): once per example
+    p = 50 * 200 + 200 * 200 + 200 * 784  # p(x|h1): once per sample
+    forward = 2 * (batch * q + k * batch * p)
+    # backward: dW everywhere, dx everywhere except the first layer (its input is the data)
+    backward = 2 * (batch * q + k * batch * p) + 2 * (batch * (q - 784 * 200) + k * batch * p)
+    assert matmul_flops("one-layer", batch, k, backward=False) == forward
+    assert matmul_flops("one-layer", batch, k) == forward + backward
+
+
+def test_bench_smoke_run_writes_the_table(tmp_path):
+    out = tmp_path / "results.md"
+    cmd = [sys.executable, os.path.join(ROOT, "bench", "run.py"), "--smoke", "--output", str(out)]
+    has_torch = importlib.util.find_spec("torch") is not None
+    if not has_torch:
+        cmd.append("--no-torch")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = out.read_text()
+    assert "| one-layer | 4 | 2 | float32 |" in text and "| one-layer | 4 | 2 | float64 |" in text
+    assert "## Matrix-multiply peak" in text and "## `L_50` evaluation throughput" in text
+    assert "| one-layer | float32 | 100 | 2 |" in text  # the memory row
+    if has_torch:
+        assert "torch vs numpy" in text and "ratio [range]" in text
+    else:
+        pytest.skip("torch not installed: the numpy half of the suite ran; the torch reference was not exercised")
