@@ -121,30 +121,40 @@ def plot_active_units(values_by_label, path, threshold=0.01, title=None):
     return _save(fig, path)
 
 
-def plot_nll_vs_k(results, path, paper=None, title=None):
+def plot_nll_vs_k(results, path, paper=None, title=None, paper_title="the paper"):
     """Test NLL against k (log scale) for each (objective, layers) among ``results`` (evaluation dicts).
 
-    ``paper``: optional ``{(objective, layers, k): nll}`` drawn dashed for comparison.
+    ``paper``: optional ``{(objective, layers, k): nll}``, drawn in a second panel with its own
+    scale (a short run and the paper's 3,280 passes are far apart).
     """
-    fig = _figure(figsize=(6, 4.2))
-    ax = fig.subplots()
+    fig = _figure(figsize=(11 if paper else 6, 4.2))
+    axes = np.atleast_1d(fig.subplots(1, 2 if paper else 1))
     series = {}
     for r in results:
         if r.get("status") == "finished":
             series.setdefault((r["objective"], r["layers"]), []).append((r["k"], r["test_nll"]))
-    for i, ((obj, L), pts) in enumerate(sorted(series.items())):
-        pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color=f"C{i % 10}",
-                label=f"{obj.upper()}, {L} layer{'s' if L > 1 else ''}")
-        if paper:
-            ref = sorted((k, v) for (o, l, k), v in paper.items() if o == obj and l == L)
-            if ref:
-                ax.plot([p[0] for p in ref], [p[1] for p in ref], "--", color=f"C{i % 10}", alpha=0.6,
-                        label=f"paper {obj.upper()}, {L} layer{'s' if L > 1 else ''}")
-    ax.set_xscale("log")
-    ax.set_xlabel("k (samples during training)")
-    ax.set_ylabel("test NLL (nats, lower is better)")
-    ax.set_title(title or "Test NLL against k")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if paper:
+        ref = {}
+        for (obj, L, k), v in paper.items():
+            if (obj, L) in series:
+                ref.setdefault((obj, L), []).append((k, v))
+    panels = [(axes[0], series, title or "Test NLL against k")]
+    if paper:
+        panels.append((axes[1], ref, paper_title))
+    for ax, data, panel_title in panels:
+        for (obj, L), pts in sorted(data.items()):
+            pts = sorted(pts)
+            style = "-o" if obj == "iwae" else "--s"
+            color = f"C{(L - 1) * 2 + (obj == 'iwae')}"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, color=color,
+                    label=f"{obj.upper()}, {L} layer{'s' if L > 1 else ''}")
+        ax.set_xscale("log")
+        ks = sorted({p[0] for pts in data.values() for p in pts})
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.minorticks_off()
+        ax.set_xlabel("k (samples during training)")
+        ax.set_ylabel("test NLL (nats, lower is better)")
+        ax.set_title(panel_title, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     return _save(fig, path)
