@@ -384,6 +384,8 @@ def export_suite(directory, dtype="float64", names=None):
 
 def _fixture_paths(path):
     path = Path(path)
+    if not path.exists():
+        raise OracleInputError(f"fixture directory {path} does not exist")
     if path.is_dir():
         return path / MANIFEST_NAME, path / ARRAYS_NAME
     if path.name == MANIFEST_NAME:
