@@ -31,6 +31,8 @@ def add_arguments(p):
     p.add_argument("--data", choices=["mnist5k", "fashion-mnist", "synthetic"], default="mnist5k",
                    help="images for the default model and the fixed minibatch (default mnist5k; synthetic: "
                         "random binary prototypes with flipped pixels, no files needed)")
+    p.add_argument("--pixels", type=int, default=784,
+                   help="with --data synthetic: pixels per image (default 784; small values give broad posteriors)")
     p.add_argument("--k", type=int, nargs="+", default=[1, 3, 10, 30, 100, 300], metavar="K",
                    help="samples per bound K (default 1 3 10 30 100 300)")
     p.add_argument("--M", type=int, nargs="+", default=[1, 4], help="numbers of bounds averaged M (default 1 4)")
@@ -47,14 +49,16 @@ def add_arguments(p):
                    help="BLAS threads (default 1: these small products are fastest single-threaded)")
 
 
-def _images(name, seed):
+def _images(name, seed, pixels=784):
     """``(train, test, binarize or None, description)``: gray images to binarize, or binary ones."""
     import numpy as np
     if name == "synthetic":
         from ..snr import synthetic_images
+        if pixels < 1:
+            raise ValueError(f"--pixels must be >= 1, got {pixels}")
         rng = np.random.default_rng([seed, 7])
-        x = synthetic_images(rng, 2000)
-        return x[:1500], x[1500:], None, "synthetic binary prototypes (10 patterns, 5% flips), 1,500 / 500"
+        x = synthetic_images(rng, 2000, x_dim=pixels)
+        return x[:1500], x[1500:], None, f"synthetic binary prototypes ({pixels} pixels, 10 patterns, 5% flips), 1,500 / 500"
     from ..data import binarize, load_dataset
     ds = load_dataset(name)
     return ds.train, ds.test, binarize, f"{name} ({len(ds.train)} train / {len(ds.test)} test, dynamically binarized)"
@@ -75,7 +79,7 @@ def _study(args):
     if args.train_steps < 0:
         raise ValueError(f"--train-steps must be >= 0, got {args.train_steps}")
     out = Path(args.out)
-    train_x, test_x, binarize, data_text = _images(args.data, args.seed)
+    train_x, test_x, binarize, data_text = _images(args.data, args.seed, args.pixels)
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()
     if args.checkpoint:
