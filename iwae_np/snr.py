@@ -178,36 +178,48 @@ def fit_slopes(grid, statistic="median"):
 
 def plot_snr(result, path):
     """Log-log plot of the median SNR against K: theta and phi panels, one line per estimator and M,
-    reference slopes +1/2 and -1/2, and the noise floor. Writes a PNG to ``path``."""
+    reference slopes +1/2 and -1/2 and the noise floor; a third panel shows the effective sample size
+    against K (the asymptotic regime of the SNR result needs it to grow like K). Writes a PNG to ``path``."""
     from matplotlib.figure import Figure
     grid = result["grid"]
     Ms = sorted({g["M"] for g in grid})
-    fig = Figure(figsize=(9, 3.8))
-    axes = fig.subplots(1, 2)
+    all_K = np.array(sorted({g["K"] for g in grid}), dtype=float)
+    fig = Figure(figsize=(13, 3.6))
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 0.7]})
     colors = {"iwae": "tab:blue", "stl": "tab:orange", "dreg": "tab:green"}
     markers = ["o", "s", "^", "D"]
+
+    def rows_of(M):
+        return sorted((g for g in grid if g["M"] == M), key=lambda g: g["K"])
+
     for ax, group in zip(axes, ("theta", "phi")):
         estimators = ("iwae",) if group == "theta" else SNR_ESTIMATORS
         for mi, M in enumerate(Ms):
-            rows = sorted((g for g in grid if g["M"] == M), key=lambda g: g["K"])
-            K = np.array([g["K"] for g in rows], dtype=float)
+            rows = rows_of(M)
             for est in estimators:
-                label = ("IWAE = STL = DReG" if group == "theta" else est.upper()) + (f", M={M}" if len(Ms) > 1 else "")
-                ax.loglog(K, [g[group][est]["median"] for g in rows], marker=markers[mi % 4],
-                          color=colors[est], alpha=1.0 - 0.3 * mi, label=label)
-        all_K = np.array(sorted({g["K"] for g in grid}), dtype=float)
+                label = ("IWAE = STL = DReG" if group == "theta" else est.upper()) + f", M={M}"
+                ax.loglog([g["K"] for g in rows], [g[group][est]["median"] for g in rows], marker=markers[mi % 4],
+                          color=colors[est], alpha=1.0 - 0.35 * mi, label=label)
         anchor = np.median([g[group]["iwae"]["median"] for g in grid if g["K"] == all_K[0]])
         for slope, style in ((0.5, ":"), (-0.5, "--")):
-            ax.loglog(all_K, anchor * (all_K / all_K[0]) ** slope, style, color="gray",
-                      label=f"slope {slope:+.1f}")
-        floor = grid[0][group]["iwae"]["floor"]
-        ax.axhline(floor, color="black", lw=0.8, alpha=0.4, label="noise floor")
+            ax.loglog(all_K, anchor * (all_K / all_K[0]) ** slope, style, color="gray", label=f"slope {slope:+.1f}")
+        ax.axhline(grid[0][group]["iwae"]["floor"], color="black", lw=0.8, alpha=0.4, label="noise floor")
         ax.set_xlabel("K (samples per bound)")
         ax.set_ylabel("median SNR over parameters")
         ax.set_title({"theta": r"generative $\theta$", "phi": r"recognition $\phi$"}[group])
-        ax.legend(fontsize=6, loc="best", framealpha=0.6)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0), framealpha=0.6)
+    ax = axes[2]
+    for mi, M in enumerate(Ms):
+        rows = rows_of(M)
+        ax.loglog([g["K"] for g in rows], [g["ess"] for g in rows], marker=markers[mi % 4], color="tab:purple",
+                  alpha=1.0 - 0.35 * mi, label=f"M={M}")
+    ax.loglog(all_K, all_K, ":", color="gray", label="ESS = K")
+    ax.set_xlabel("K")
+    ax.set_ylabel("effective sample size per bound")
+    ax.set_title("importance weights")
+    ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=90, format="png")
+    fig.savefig(path, dpi=80, format="png")
     return path
 
 
