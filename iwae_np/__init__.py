@@ -17,6 +17,7 @@ The public API, one module per concept:
 - :mod:`iwae_np.gradcheck`: finite-difference and identity checks (``iwae-np check``)
 - :mod:`iwae_np.estimators`: STL, DReG, RWS and PIWAE gradients; MIWAE / CIWAE / Renyi objectives
 - :mod:`iwae_np.snr`: the gradient signal-to-noise study of Rainforth et al. (``iwae-np snr``)
+- :mod:`iwae_np.oracle`: golden fixtures for other frameworks (``iwae-np oracle``; format in docs/oracle.md)
 """
 __version__ = "0.1.0"
 
@@ -42,6 +43,7 @@ from .evaluation import active_units, iwae_log_likelihood
 from .training import (NonFiniteLossError, TrainConfig, load_checkpoint, paper_schedule, save_checkpoint,
                        train, train_step)
 from .tree import flatten_tree, tree_map, unflatten_tree
+from .oracle import check_results, compute_outputs, export_fixture, export_suite, load_fixture
 
 __all__ = [
     "__version__",
@@ -62,4 +64,5 @@ __all__ = [
     "miwae_bound", "ciwae_bound", "renyi_bound", "miwae_objective", "ciwae_objective", "renyi_objective",
     "ESTIMATORS", "stl_gradient", "dreg_gradient", "rws_gradient", "piwae_gradient", "miwae_gradient",
     "ciwae_gradient", "renyi_gradient", "estimate_gradient", "make_objective",
+    "export_fixture", "export_suite", "load_fixture", "compute_outputs", "check_results",
 ]

@@ -36,10 +36,10 @@ from .estimators import (ciwae_gradient, dreg_gradient, miwae_gradient, piwae_gr
                          rws_gradient, stl_gradient)
 from .gradients import iwae_gradient, vae_gradient
 from .model import Architecture, PRESETS, init_params, log_weight_terms, network_names, sample_eps
-from .tree import flatten_tree, tree_map
+from .tree import flatten_tree, tree_map, unflatten_tree
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "TOLERANCES", "ORACLE_ARCHITECTURES", "HARD_CASES", "SUITE",
-           "OracleInputError", "Fixture", "make_fixture", "write_fixture", "export_fixture", "export_suite",
+           "OracleInputError", "Fixture", "compute_outputs", "make_fixture", "write_fixture", "export_fixture", "export_suite",
            "load_fixture", "load_results", "compare_arrays", "ComparisonRow", "check_results",
            "param_key", "default_settings", "array_checksum", "quantity_group"]
 
@@ -150,6 +150,12 @@ class Fixture:
     def outputs(self):
         return [k for k, v in self.manifest["arrays"].items() if v["role"] == "output"]
 
+    def model_inputs(self):
+        """``(params, x, eps)`` for iwae_np, read from the arrays by the manifest."""
+        m, a = self.manifest, self.arrays
+        params = unflatten_tree({p["name"]: a[p["key"]] for p in m["parameters"]})
+        return params, a["x"], [a[e["key"]] for e in m["eps"]]
+
 
 def _random_problem(arch, k, batch, rng, dtype):
     # Glorot weights and zero biases, then a perturbation so no bias is zero: N(0, 0.3^2) for
@@ -225,6 +231,24 @@ def _architecture_manifest(arch):
     }
 
 
+def compute_outputs(params, x, eps, settings):
+    """Every output quantity of a fixture, by key, as iwae_np computes it from the inputs (docs/oracle.md section 3)."""
+    out = log_weight_terms(params, x, eps)
+    log_w = np.asarray(out["log_w"])  # (k, batch)
+    outputs = {f"h.h{l}": np.asarray(h) for l, h in enumerate(out["h"], start=1)}
+    outputs.update({f"term.{name}": np.asarray(term) for name, term in out["terms"].items()})
+    outputs["log_w"] = log_w
+    outputs["normalized_weights"] = np.asarray(normalized_weights(log_w))
+    for bname, bound in BOUNDS.items():
+        per_example = np.asarray(bound(log_w, settings))  # (batch,)
+        outputs[f"bound.{bname}"] = per_example
+        outputs[f"bound_mean.{bname}"] = np.mean(per_example)
+    for gname, gradient in GRADIENTS.items():
+        for pname, value in flatten_tree(gradient(params, x, eps, settings)).items():
+            outputs[_grad_key(gname, pname)] = np.asarray(value)
+    return outputs
+
+
 def make_fixture(arch, k, batch, seed, dtype="float64", case="none", settings=None, name=None):
     """Compute a fixture in memory: a random problem from ``seed``, the hard case, every quantity."""
     arch_name = arch if isinstance(arch, str) else None
@@ -248,8 +272,6 @@ def make_fixture(arch, k, batch, seed, dtype="float64", case="none", settings=No
     params, x, eps, details = _construct_case(case, params, x, eps, dtype)
     L = arch.n_stochastic
 
-    out = log_weight_terms(params, x, eps)
-    log_w = np.asarray(out["log_w"])  # (k, batch)
     arrays, roles = {}, {}
 
     def put(key, value, role):
@@ -264,20 +286,9 @@ def make_fixture(arch, k, batch, seed, dtype="float64", case="none", settings=No
     flat = flatten_tree(params)
     for pname, value in flat.items():
         put(param_key(pname), value, "input")
-    for l in range(1, L + 1):
-        put(f"h.h{l}", out["h"][l - 1], "output")
-    for tname, term in out["terms"].items():
-        put(f"term.{tname}", term, "output")
-    put("log_w", log_w, "output")
-    put("normalized_weights", normalized_weights(log_w), "output")
-    for bname, bound in BOUNDS.items():
-        per_example = np.asarray(bound(log_w, settings))  # (batch,)
-        put(f"bound.{bname}", per_example, "output")
-        put(f"bound_mean.{bname}", np.mean(per_example), "output")
-    for gname, gradient in GRADIENTS.items():
-        g = flatten_tree(gradient(params, x, eps, settings))
-        for pname in flat:
-            put(_grad_key(gname, pname), g[pname], "output")
+    for key, value in compute_outputs(params, x, eps, settings).items():
+        put(key, value, "output")
+    log_w = arrays["log_w"]
 
     manifest = {
         "format": FORMAT_NAME,

@@ -1,6 +1,7 @@
 """The oracle's fixture format v1, its export and its check (iwae-np oracle); the adapters are in test_adapters.py."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,14 +11,11 @@ from iwae_np.bounds import iwae_bound, miwae_bound, normalized_weights, vae_boun
 from iwae_np.cli import main
 from iwae_np.estimators import dreg_gradient, miwae_gradient, renyi_gradient
 from iwae_np.model import log_weight_terms
-from iwae_np.tree import flatten_tree, unflatten_tree
+from iwae_np.tree import flatten_tree
 
 
 def _inputs(fixture):
-    """The model inputs of a fixture, read back from its arrays by the manifest alone."""
-    m, a = fixture.manifest, fixture.arrays
-    params = unflatten_tree({p["name"]: a[p["key"]] for p in m["parameters"]})
-    return params, a["x"], [a[e["key"]] for e in m["eps"]]
+    return fixture.model_inputs()
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +255,24 @@ def test_export_command_writes_a_loadable_fixture(tmp_path, capsys):
     assert (m["k"], m["batch"], m["seed"], m["settings"]["miwae_M"], m["settings"]["renyi_alpha"]) == (4, 2, 3, 2, -1.0)
     assert main(["oracle", "export", str(tmp_path / "g"), "--k", "5", "--miwae-M", "2"]) == 2
     assert "miwae_M = 2 must divide k = 5" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# the regression anchor: a version-1 fixture committed under tests/fixtures (220 KB). If a change to
+# iwae_np is meant to change these numbers, re-export it with
+#   iwae-np oracle export tests/fixtures/oracle-v1/small-two-layer_k6_b2_s2016 \
+#       --architecture small-two-layer --k 6 --batch 2 --seed 2016
+# and say why in the commit.
+ANCHOR = Path(__file__).parent / "fixtures" / "oracle-v1" / "small-two-layer_k6_b2_s2016"
+
+
+def test_committed_fixture_still_loads_and_agrees_with_the_library(capsys, tmp_path):
+    fixture = oracle.load_fixture(ANCHOR)  # format, version and every checksum
+    params, x, eps = fixture.model_inputs()
+    outputs = oracle.compute_outputs(params, x, eps, fixture.manifest["settings"])
+    rows = oracle.check_results(fixture, outputs)
+    assert all(r.passed for r in rows), [(r.key, r.max_rel_error) for r in rows if not r.passed]
+    # and the inputs are reproducible from the seed
+    again = oracle.make_fixture("small-two-layer", k=6, batch=2, seed=2016)
+    for key in fixture.inputs:
+        assert again.manifest["arrays"][key]["sha256"] == fixture.manifest["arrays"][key]["sha256"], key
