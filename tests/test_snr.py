@@ -80,7 +80,7 @@ def test_fit_slopes_recovers_power_laws():
 
 def test_iwae_phi_snr_falls_with_K_while_theta_and_dreg_rise():
     # Rainforth et al.'s result on a tiny model: over K = 1 .. 100, IWAE's phi SNR falls, theta's and
-    # DReG's rise (the fitted slopes on this model and seed: theta ~ +0.45, IWAE phi ~ -0.4, DReG ~ +0.2)
+    # DReG's rise (the fitted slopes on this random model and seed: theta +0.40, IWAE phi -0.35, DReG +0.20)
     params, x, _ = small_problem(TINY["one-layer"], k=1, batch=1, seed=5)
     result = snr_study(params, x, ks=(1, 10, 100), Ms=(1,), n_draws=100, seed=0)
     slopes = result["slopes"]["K"]["M=1"]
