@@ -193,8 +193,8 @@ def _construct_case(case, params, x, eps, dtype):
             for net in shifted:
                 if net.startswith("q_"):
                     shifted[net]["log_sigma"]["b"] = shifted[net]["log_sigma"]["b"] + np.asarray(c, dtype)
-            top = np.min(np.max(normalized_weights(log_weight_terms(shifted, x, eps)["log_w"]), axis=0))
-            if top > 1 - 1e-8:
+            top = float(np.min(np.max(normalized_weights(log_weight_terms(shifted, x, eps)["log_w"]), axis=0)))
+            if top > 1 - 1e-8:  # (compared in float64: 1 - 1e-8 is 1 in float32)
                 return shifted, x, eps, {"log_sigma_bias_shift": c, "min_max_normalized_weight": float(top)}
         raise ValueError("could not make the weights degenerate")
     raise ValueError(f"unknown hard case {case!r}; choose one of {sorted(HARD_CASES)}")
