@@ -103,6 +103,8 @@ def ciwae_bound(log_w, beta):
 
 
 def renyi_bound(log_w, alpha):
+    if alpha == 1:  # the limit alpha -> 1 is the VAE estimate
+        return vae_bound(log_w)
     return (logsumexp((1 - alpha) * log_w, 0) - math.log(log_w.shape[0])) / (1 - alpha)
 
 

@@ -264,6 +264,9 @@ def make_fixture(arch, k, batch, seed, dtype="float64", case="none", settings=No
     if case not in HARD_CASES:
         raise ValueError(f"unknown hard case {case!r}; choose one of {sorted(HARD_CASES)}")
     settings = {**default_settings(k), **(settings or {})}
+    unknown = sorted(set(settings) - set(default_settings(1)))
+    if unknown:
+        raise ValueError(f"unknown settings {unknown}; the settings are {sorted(default_settings(1))}")
     for m in ("miwae_M", "piwae_M"):
         if k % settings[m]:
             raise ValueError(f"{m} = {settings[m]} must divide k = {k}")
