@@ -5,6 +5,7 @@ docs/oracle.md alone); the comparison runs here, with ``iwae-np oracle check``'s
 """
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,8 @@ _RUN_BLOCKED = ("import runpy, sys; sys.modules['iwae_np'] = None; script = sys.
 def suite(tmp_path_factory):
     directory = tmp_path_factory.mktemp("oracle_suite")
     assert main(["oracle", "export-suite", str(directory)]) == 0
-    return directory
+    yield directory
+    shutil.rmtree(directory)  # ~75 MB; pytest keeps its last three temporary trees
 
 
 def run_adapter(name, suite, out):
@@ -64,6 +66,7 @@ def test_suite_covers_the_issue(suite):
 @pytest.mark.parametrize("adapter", ["torch", "jax"])
 def test_adapter_agrees_with_every_fixture_of_the_suite(adapter, suite, tmp_path):
     worst = check_suite(suite, run_adapter(adapter, suite, tmp_path / adapter))
+    shutil.rmtree(tmp_path / adapter)
     print(f"\n{adapter}: largest relative error per quantity over the suite")
     for group, err in sorted(worst.items()):
         print(f"  {group:32s} {err:.1e}")
