@@ -40,7 +40,8 @@ from .tree import flatten_tree, tree_map, unflatten_tree
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "TOLERANCES", "ORACLE_ARCHITECTURES", "HARD_CASES", "SUITE",
            "OracleInputError", "Fixture", "compute_outputs", "make_fixture", "write_fixture", "export_fixture", "export_suite",
-           "load_fixture", "load_results", "compare_arrays", "ComparisonRow", "check_results",
+           "load_fixture", "load_results", "compare_arrays", "ComparisonRow", "check_results", "check_suite",
+           "suite_fixtures", "worst_errors",
            "param_key", "default_settings", "array_checksum", "quantity_group"]
 
 FORMAT_NAME = "iwae-np-oracle"
@@ -523,3 +524,35 @@ def check_results(fixture, results, rtol=None, atol=None):
             raise OracleInputError(f"results key {key!r} has dtype {got.dtype}, expected a floating array")
         rows.append(compare_arrays(got, ref, rtol, atol, key))
     return rows
+
+
+def suite_fixtures(directory):
+    """The fixture names a suite directory's ``suite.json`` lists, in order."""
+    index_path = Path(directory) / SUITE_INDEX_NAME
+    try:
+        index = json.loads(index_path.read_text())
+    except FileNotFoundError:
+        raise OracleInputError(f"{directory} is not a suite: {SUITE_INDEX_NAME} does not exist") from None
+    except json.JSONDecodeError as err:
+        raise OracleInputError(f"{index_path} is not valid JSON: {err}") from None
+    if index.get("format") != FORMAT_NAME or index.get("format_version") != FORMAT_VERSION:
+        raise OracleInputError(f"{index_path}: not an {FORMAT_NAME} version {FORMAT_VERSION} suite")
+    return list(index["fixtures"])
+
+
+def check_suite(directory, results_directory, rtol=None, atol=None):
+    """:func:`check_results` for every fixture of a suite against ``<results_directory>/<name>.npz``;
+    ``{name: rows}``."""
+    directory, results_directory = Path(directory), Path(results_directory)
+    return {name: check_results(load_fixture(directory / name), load_results(results_directory / f"{name}.npz"),
+                                rtol, atol)
+            for name in suite_fixtures(directory)}
+
+
+def worst_errors(rows):
+    """``{quantity group: largest relative error}`` over comparison rows (see :func:`quantity_group`)."""
+    worst = {}
+    for r in rows:
+        group = quantity_group(r.key)
+        worst[group] = max(worst.get(group, 0.0), r.max_rel_error)
+    return worst

@@ -276,3 +276,25 @@ def test_committed_fixture_still_loads_and_agrees_with_the_library(capsys, tmp_p
     again = oracle.make_fixture("small-two-layer", k=6, batch=2, seed=2016)
     for key in fixture.inputs:
         assert again.manifest["arrays"][key]["sha256"] == fixture.manifest["arrays"][key]["sha256"], key
+
+
+def test_check_of_a_whole_suite(tmp_path, capsys):
+    names = [spec["name"] for spec in oracle.SUITE[:2]]
+    assert oracle.export_suite(tmp_path / "suite", names=names) == names
+    results = tmp_path / "results"
+    results.mkdir()
+    for name in names:
+        np.savez(results / f"{name}.npz", **_outputs(oracle.load_fixture(tmp_path / "suite" / name)))
+    assert main(["oracle", "check", str(tmp_path / "suite"), str(results)]) == 0
+    out = capsys.readouterr().out
+    assert f"| {names[1]} | 142 | 0 |" in out and "| grad.rws |" in out and "2 fixtures, 284 arrays, 0 disagree" in out
+
+    broken = _outputs(oracle.load_fixture(tmp_path / "suite" / names[1]))
+    broken["term.log_p_h1"] = broken["term.log_p_h1"] + 1e-6
+    np.savez(results / f"{names[1]}.npz", **broken)
+    assert main(["oracle", "check", str(tmp_path / "suite"), str(results)]) == 1
+    assert f"DISAGREE: {names[1]}: term.log_p_h1" in capsys.readouterr().err
+
+    (results / f"{names[0]}.npz").unlink()
+    assert main(["oracle", "check", str(tmp_path / "suite"), str(results)]) == 2
+    assert f"{names[0]}.npz does not exist" in capsys.readouterr().err

@@ -8,6 +8,9 @@
                                    a fixture: max abs and rel error per quantity; exit 0 when all
                                    agree, 1 when one disagrees, 2 on a bad input (missing key, shape
                                    mismatch, wrong format version, checksum mismatch)
+  iwae-np oracle check SUITE RESULTS_DIR
+                                   the same for every fixture of a suite (RESULTS_DIR/<name>.npz),
+                                   with the largest relative error per quantity over the suite
 """
 import sys
 
@@ -38,9 +41,10 @@ def add_arguments(p):
     s.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     s.set_defaults(_oracle=_export_suite)
 
-    c = sub.add_parser("check", help="compare results with a fixture")
-    c.add_argument("fixture", help="fixture directory")
-    c.add_argument("results", help="results .npz with the fixture's output keys")
+    c = sub.add_parser("check", help="compare results with a fixture (or a whole suite)")
+    c.add_argument("fixture", help="fixture directory, or a suite directory (with suite.json)")
+    c.add_argument("results", help="results .npz with the fixture's output keys; for a suite, a directory "
+                                   "holding <fixture name>.npz for each fixture")
     c.add_argument("--rtol", type=float, default=None, help="override the dtype's relative tolerance")
     c.add_argument("--atol", type=float, default=None, help="override the dtype's absolute tolerance")
     c.add_argument("--failures-only", action="store_true", help="print only the rows that disagree")
@@ -89,20 +93,42 @@ def _format_rows(rows):
 
 
 def _check(args):
-    from ..oracle import check_results, load_fixture, load_results, quantity_group
+    from pathlib import Path
+    from ..oracle import SUITE_INDEX_NAME, check_results, check_suite, load_fixture, load_results, worst_errors
+    if (Path(args.fixture) / SUITE_INDEX_NAME).exists():
+        return _check_suite(args, check_suite(args.fixture, args.results, args.rtol, args.atol))
     fixture = load_fixture(args.fixture)
     rows = check_results(fixture, load_results(args.results), args.rtol, args.atol)
     failed = [r for r in rows if not r.passed]
     print(_format_rows(failed if args.failures_only else rows))
-    worst = {}
-    for r in rows:
-        g = quantity_group(r.key)
-        worst[g] = max(worst.get(g, 0.0), r.max_rel_error)
     print()
     print(f"fixture {fixture.manifest['name']} ({fixture.manifest['dtype']}, rtol {rows[0].rtol:g}, "
           f"atol {rows[0].atol:g}): {len(rows)} arrays, {len(rows) - len(failed)} agree, {len(failed)} disagree; "
-          f"largest relative error {max(worst.values()):.1e}")
+          f"largest relative error {max(worst_errors(rows).values()):.1e}")
     if failed:
         print("DISAGREE: " + ", ".join(r.key for r in failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check_suite(args, by_fixture):
+    from ..oracle import worst_errors
+    all_rows = [r for rows in by_fixture.values() for r in rows]
+    failed = [(name, r) for name, rows in by_fixture.items() for r in rows if not r.passed]
+    if failed:
+        print(_format_rows([r for _, r in failed]).replace("| quantity |", "| quantity (failing) |", 1))
+        print()
+    print("| fixture | arrays | disagree | largest rel error |\n|---|---|---|---|")
+    for name, rows in by_fixture.items():
+        print(f"| {name} | {len(rows)} | {sum(not r.passed for r in rows)} "
+              f"| {max(r.max_rel_error for r in rows):.1e} |")
+    print()
+    print("| quantity | largest rel error over the suite |\n|---|---|")
+    for group, err in worst_errors(all_rows).items():
+        print(f"| {group} | {err:.1e} |")
+    print()
+    print(f"suite {args.fixture}: {len(by_fixture)} fixtures, {len(all_rows)} arrays, {len(failed)} disagree")
+    if failed:
+        print("DISAGREE: " + ", ".join(f"{name}: {r.key}" for name, r in failed), file=sys.stderr)
         return 1
     return 0
