@@ -17,6 +17,8 @@ Inside a primitive, arrays are plain numpy arrays, so the forward and the VJP ma
 temporaries in place (``out=``); nothing outside them is modified, and nothing is kept between calls.
 """
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import autograd.builtins
 import numpy as np
@@ -109,9 +111,16 @@ def _affine_backward(argnums, G, layer, x):
     return grads
 
 
+def _cotangent(g, ans):
+    # The gradient flowing into an output has the output's dtype. autograd's own VJPs do not always
+    # keep it (the VJP of anp.mean turns float32 into float64), and a float64 cotangent would turn
+    # every product below it into a slow mixed-dtype one: cast it back, once, at the primitive.
+    return np.asarray(g, dtype=np.result_type(ans))
+
+
 def _affine_vjp(argnums, ans, args, kwargs):
     layer, x = args
-    return lambda g: _affine_backward(argnums, _rows(g), layer, x)
+    return lambda g: _affine_backward(argnums, _rows(_cotangent(g, ans)), layer, x)
 
 
 # VJP of y = tanh(a), a = x W + b: dtanh(a)/da = 1 - tanh(a)^2 = 1 - y^2, so the upstream
@@ -133,11 +142,58 @@ defvjp_argnums(_affine, _affine_vjp)
 defvjp_argnums(_tanh_affine, _tanh_affine_vjp)
 
 
-def _exp_minus_abs(l):
+def _exp_minus_abs(l, out=None):
     # e^{-|l|}, in (0, 1]: the one exponential both softplus and sigmoid need, never overflowing
-    e = np.abs(l)
+    e = np.abs(l, out=out)
     np.negative(e, out=e)
     return np.exp(e, out=e)
+
+
+#: Elements per block of the blocked elementwise loops below: three float64 scratch arrays of this
+#: size (1.5 MiB) stay in the caches and are reused across blocks, instead of a fresh full-size
+#: temporary per operation (each a fresh mapping whose pages fault in: most of the Bernoulli term's
+#: time at k = 50 before blocking).
+BLOCK_ELEMENTS = 1 << 16
+
+#: Arrays with at least this many elements are split over two threads (numpy releases the GIL in
+#: its loops); smaller ones are not worth the hand-off.
+PARALLEL_MIN_ELEMENTS = 1 << 18
+
+_pool = []  # a lazily started helper thread; it holds no data between calls
+
+
+def _blocked(fn, shape, dtype):
+    """Call ``fn(index, scratch)`` over blocks of axis 0 of ``shape``, on up to two threads.
+
+    ``index`` is a slice of axis 0; ``scratch`` is a tuple of three reusable arrays of the block's
+    shape (a thread's own). Blocks take as many rows of axis 0 as fit ``BLOCK_ELEMENTS`` (at least one).
+    Every block is computed the same way whatever the split, so the results do not depend on it.
+    """
+    n0, inner = shape[0], int(np.prod(shape[1:]))
+    rows = max(1, BLOCK_ELEMENTS // max(inner, 1))
+
+    def run(lo, hi):
+        m = min(rows, hi - lo)
+        scratch = tuple(np.empty((m,) + tuple(shape[1:]), dtype) for _ in range(2)) + (
+            np.empty((m,) + tuple(shape[1:]), bool),)
+        for i in range(lo, hi, rows):
+            j = min(i + rows, hi)
+            fn(slice(i, j), tuple(a[:j - i] for a in scratch))
+
+    if n0 * inner >= PARALLEL_MIN_ELEMENTS and n0 >= 2 and (os.cpu_count() or 1) >= 2:
+        if not _pool:
+            _pool.append(ThreadPoolExecutor(1, thread_name_prefix="iwae_np-elementwise"))
+        half = n0 // 2
+        other = _pool[0].submit(run, half, n0)
+        run(0, half)
+        other.result()
+    else:
+        run(0, n0)
+
+
+def _part(a, index, ndim):
+    # the block of a broadcast argument: sliced where it has the full leading axis, whole otherwise
+    return a[index] if np.ndim(a) == ndim and np.shape(a)[0] != 1 else a
 
 
 @primitive
@@ -147,36 +203,62 @@ def bernoulli_logit_log_likelihood(x, logits):
     Computed as :math:`\sum_j [(x_j l_j - \max(l_j, 0)) - \log(1 + e^{-|l_j|})]`, the stable softplus
     :math:`\operatorname{softplus}(l) = \max(l, 0) + \operatorname{log1p}(e^{-|l|})` split so that the large
     parts cancel first (``x = 1, l = 40`` gives ``-log1p(e^-40)`` exactly). ``x (batch, D)`` broadcasts
-    against ``logits (k, batch, D)``.
+    against ``logits (k, batch, D)``. Evaluated block by block over the leading axis (:func:`_blocked`).
     """
-    t = np.multiply(x, logits)  # x l
-    t -= np.maximum(logits, 0)  # x l - max(l, 0)
-    t -= np.log1p(_exp_minus_abs(logits))  # ... - log1p(e^{-|l|})
-    return np.sum(t, axis=-1)
+    shape = result_shape = np.broadcast_shapes(np.shape(x), np.shape(logits))
+    dtype = np.result_type(x, logits)
+    if len(shape) < 2:  # one vector: as one row
+        shape, x, logits = (1,) + shape, np.reshape(x, (1, -1)), np.reshape(logits, (1, -1))
+    out = np.empty(shape[:-1], dtype)
 
+    def block(i, scratch):
+        xs, ls = _part(x, i, len(shape)), _part(logits, i, len(shape))
+        t, e = scratch[0], scratch[1]
+        np.multiply(xs, ls, out=t)  # x l
+        t -= np.maximum(ls, 0, out=e)  # x l - max(l, 0)
+        t -= np.log1p(_exp_minus_abs(ls, out=e), out=e)  # ... - log1p(e^{-|l|})
+        np.sum(t, axis=-1, out=out[i])
 
-def _sigmoid_into(l, e):
-    # sigma(l) from e = e^{-|l|} (overwritten): 1 / (1 + e) where l >= 0, e / (1 + e) where l < 0.
-    # Both forms divide numbers in (0, 1] by one in (1, 2]: no overflow, full relative precision.
-    d = e + 1
-    np.copyto(e, 1, where=l >= 0)
-    return np.divide(e, d, out=e)
+    _blocked(block, shape, dtype)
+    return out.reshape(result_shape[:-1])
 
 
 # VJP: d/dl [x l - softplus(l)] = x - softplus'(l) = x - sigma(l);  d/dx = l.
 # Summed over the last axis, so the upstream gradient g (...) multiplies along it: g[..., None].
+# sigma(l) from e = e^{-|l|}: 1 / (1 + e) where l >= 0, e / (1 + e) where l < 0. Both forms divide a
+# number in (0, 1] by one in (1, 2]: no overflow, full relative precision even where sigma(l) ~ 1e-300.
 def _bernoulli_vjp(argnums, ans, args, kwargs):
     x, logits = args
 
     def vjp(g):
-        g = np.expand_dims(g, -1)
+        g = np.expand_dims(_cotangent(g, ans), -1)
         grads = []
         for argnum in argnums:
-            if argnum == 1:
-                G = _sigmoid_into(logits, _exp_minus_abs(logits))
-                np.subtract(x, G, out=G)  # x - sigma(l)
-                G *= g
-                grads.append(G)
+            if argnum == 1 and np.shape(logits) != np.broadcast_shapes(np.shape(x), np.shape(logits)):
+                # logits broadcast against a larger x: the plain formula, summed back to their shape
+                e = _exp_minus_abs(logits)
+                sigma = np.where(logits >= 0, 1, e) / (1 + e)
+                grads.append(unbroadcast(g * (x - sigma), np.shape(logits)))
+            elif argnum == 1:
+                shape = np.shape(logits)
+                x_, l_, g_ = (x, logits, g) if len(shape) >= 2 else (np.reshape(x, (1, -1)),
+                                                                    np.reshape(logits, (1, -1)), np.reshape(g, (1, 1)))
+                G = np.empty(np.shape(l_), np.result_type(x, logits))
+
+                def block(i, scratch):
+                    ls = _part(l_, i, l_.ndim)
+                    e, d, nonneg = scratch
+                    _exp_minus_abs(ls, out=e)
+                    np.add(e, 1, out=d)  # 1 + e
+                    np.greater_equal(ls, 0, out=nonneg)
+                    np.copyto(e, 1, where=nonneg)
+                    np.divide(e, d, out=e)  # sigma(l)
+                    Gi = G[i]
+                    np.subtract(_part(x_, i, l_.ndim), e, out=Gi)  # x - sigma(l)
+                    Gi *= _part(g_, i, l_.ndim)
+
+                _blocked(block, np.shape(l_), G.dtype)
+                grads.append(G.reshape(shape))
             else:
                 grads.append(unbroadcast(g * logits, np.shape(x)))
         return grads
@@ -206,7 +288,7 @@ def _gaussian_vjp(argnums, ans, args, kwargs):
     h, mu, log_sigma = args
 
     def vjp(g):
-        g = np.expand_dims(g, -1)
+        g = np.expand_dims(_cotangent(g, ans), -1)
         inv_sigma = np.exp(-log_sigma)
         z = (h - mu) * inv_sigma
         grads = []

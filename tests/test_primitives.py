@@ -133,3 +133,45 @@ def test_primitives_keep_float32_in_values_and_gradients(rng):
     assert diagonal_gaussian_log_density(h, mu, s).dtype == np.float32
     g = grad(lambda t: anp.sum(diagonal_gaussian_log_density(*t)))([h, mu, s])
     assert [a.dtype for a in g] == [np.float32] * 3
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_bernoulli_blocks_and_threads_give_the_unblocked_numbers_exactly(rng, monkeypatch, dtype):
+    # Small blocks and a low threshold force many blocks on two threads; each block computes the same
+    # elementwise formula and the sum over the last axis is per row, so the result is bit for bit the same.
+    import iwae_np.primitives as P
+    x = (rng.uniform(size=(5, 7)) < 0.5).astype(dtype)
+    l = (rng.normal(size=(9, 5, 7)) * 5).astype(dtype)
+    g = rng.normal(size=(9, 5)).astype(dtype)
+    value = np.sum((x * l - np.maximum(l, 0)) - np.log1p(np.exp(-np.abs(l))), axis=-1)
+    e = np.exp(-np.abs(l))
+    grad_l = g[..., None] * (x - np.where(l >= 0, 1, e) / (1 + e))
+    for block, threshold in [(1 << 16, 1 << 18), (35, 70), (1, 2)]:
+        monkeypatch.setattr(P, "BLOCK_ELEMENTS", block)
+        monkeypatch.setattr(P, "PARALLEL_MIN_ELEMENTS", threshold)
+        np.testing.assert_array_equal(bernoulli_logit_log_likelihood(x, l), value)
+        np.testing.assert_array_equal(grad(lambda l: anp.sum(bernoulli_logit_log_likelihood(x, l) * g))(l), grad_l)
+
+
+def test_bernoulli_gradient_when_logits_broadcast_against_x(rng):
+    x = rng.uniform(size=(3, 2, 4))
+    l = rng.normal(size=(2, 4)) * 2
+    c = rng.normal(size=(3, 2))
+    assert_gradient_matches_central_differences(
+        lambda t: weighted(bernoulli_logit_log_likelihood(t["x"], t["l"]), c), {"x": x, "l": l})
+    assert bernoulli_logit_log_likelihood(x[0, 0], l[0]).shape == ()  # one vector: a scalar
+
+
+def test_float64_cotangent_into_float32_primitives_gives_float32_gradients(rng):
+    # autograd's VJP of anp.mean hands float32 arrays a float64 gradient; the primitives cast it back,
+    # so no mixed-dtype (slow, float64) products happen below them
+    f32 = lambda *shape: rng.normal(size=shape).astype(np.float32)
+    layer, x = {"W": f32(5, 3), "b": f32(3)}, f32(4, 2, 5)
+    assert grad(lambda a: anp.mean(a))(f32(3)).dtype == np.float64  # the quirk this guards against
+    for fn in (affine, tanh_affine):
+        g = grad(lambda t: anp.mean(fn(t["layer"], t["x"])))({"layer": layer, "x": x})
+        assert g["layer"]["W"].dtype == g["x"].dtype == np.float32
+    xb, l = (f32(2, 5) > 0).astype(np.float32), f32(4, 2, 5)
+    assert grad(lambda l: anp.mean(bernoulli_logit_log_likelihood(xb, l)))(l).dtype == np.float32
+    g = grad(lambda t: anp.mean(diagonal_gaussian_log_density(*t)))([f32(4, 2, 5), f32(2, 5), f32(2, 5)])
+    assert [a.dtype for a in g] == [np.float32] * 3
