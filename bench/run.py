@@ -47,9 +47,10 @@ TARGETS = {"train": 1.5, "eval": 1.0, "memory_mib": 1024}
 class Worker:
     """A benchmark worker process answering one JSON command per line."""
 
-    def __init__(self, name, script, threads=None):
+    def __init__(self, name, script, threads=None, extra_env=()):
         self.name = name
         env = dict(os.environ)
+        env.update(item.split("=", 1) for item in extra_env)
         if threads:  # BLAS and OpenMP threads of the worker (default: the libraries' own, all cores)
             for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
                 env[var] = str(threads)
@@ -143,8 +144,8 @@ def summarize(values):
 def run(args):
     started = datetime.datetime.now(datetime.timezone.utc)
     names = ["numpy"] + (["torch"] if args.torch else [])
-    workers = [Worker("numpy", "numpy_worker.py", args.threads)] + (
-        [Worker("torch", "torch_reference.py", args.threads)] if args.torch else [])
+    workers = [Worker("numpy", "numpy_worker.py", args.threads, args.env)] + (
+        [Worker("torch", "torch_reference.py", args.threads, args.env)] if args.torch else [])
     by_name = {w.name: w for w in workers}
     report, log = [], print
     try:
@@ -170,9 +171,13 @@ def run(args):
                 for k in args.ks:
                     for dtype in args.dtypes:
                         cfg = dict(arch=arch, batch=batch, k=k, dtype=dtype)
-                        t = interleaved(workers, "train", args.repeats, args.settle,
-                                        lambda r: float(np.median(r["times"])), seconds=args.seconds, **cfg)
-                        row = {**cfg, "times": t}
+                        load = os.getloadavg()[0]
+                        both = interleaved(workers, "train", args.repeats, args.settle,
+                                           lambda r: (float(np.median(r["times"])), float(np.min(r["times"]))),
+                                           seconds=args.seconds, **cfg)
+                        t = {n: [m for m, _ in v] for n, v in both.items()}
+                        best = {n: min(b for _, b in v) for n, v in both.items()}
+                        row = {**cfg, "times": t, "best": best, "load": (load + os.getloadavg()[0]) / 2}
                         machine_peak = max(peak[dtype].values())
                         row["fraction_of_peak"] = {n: matmul_flops(arch, batch, k) / np.median(v) / 1e9 / machine_peak
                                                    for n, v in t.items()}
@@ -180,8 +185,10 @@ def run(args):
                             row["ratios"] = [a / b for a, b in zip(t["numpy"], t["torch"])]
                         train_rows.append(row)
                         log(f"train {arch} batch {batch} k {k} {dtype}: "
-                            + ", ".join(f"{n} {fmt_ms(np.median(v))} ms" for n, v in t.items())
-                            + (f", ratio {np.median(row['ratios']):.2f}" if args.torch else ""))
+                            + ", ".join(f"{n} {fmt_ms(np.median(v))} ms (best {fmt_ms(best[n])})" for n, v in t.items())
+                            + (f", ratio {np.median(row['ratios']):.2f}, of best steps "
+                               f"{best['numpy'] / best['torch']:.2f}" if args.torch else "")
+                            + f", load {row['load']:.1f}")
 
         # ---- L_5000 throughput -----------------------------------------------------------------------
         eval_rows = []
@@ -189,12 +196,12 @@ def run(args):
             for dtype in args.dtypes:
                 cfg = dict(arch=arch, dtype=dtype, k=args.eval_k, n_images=args.eval_images,
                            batch=args.eval_batch, chunk=eval_chunk(arch, args.eval_k, args.eval_batch))
-                ips = interleaved(workers, "eval", args.repeats, args.settle,
+                ips = interleaved(workers, "eval", args.eval_repeats, args.settle,
                                   lambda r: r["images_per_second"], warmup=True, **cfg)
                 row = {**cfg, "ips": ips}
                 if args.eval_threads:
                     row["ips_threads"] = [by_name["numpy"]("eval", threads=args.eval_threads, **cfg)["images_per_second"]
-                                          for _ in range(max(1, args.repeats // 2))]
+                                          for _ in range(max(1, args.eval_repeats // 2))]
                 if args.torch:
                     row["ratios"] = [b / a for a, b in zip(ips["numpy"], ips["torch"])]  # time ratio numpy / torch
                 eval_rows.append(row)
@@ -218,7 +225,7 @@ def run(args):
             for name, script in [("numpy", "numpy_worker.py"), ("torch", "torch_reference.py")]:
                 if name not in names or (args.smoke and name != "numpy"):  # smoke: one fresh process
                     continue
-                w = Worker(name, script, args.threads)
+                w = Worker(name, script, args.threads, args.env)
                 try:
                     w("versions")
                     before = w("rss")["peak_rss_mib"]
@@ -233,8 +240,8 @@ def run(args):
     finished = datetime.datetime.now(datetime.timezone.utc)
     text = render(args, started, finished, versions, lines, peak, train_rows, eval_rows, memory_rows)
     if args.output:
-        with open(args.output, "w") as f:
-            f.write(text)
+        with open(args.output, "a" if args.append else "w") as f:
+            f.write(("\n\n" if args.append else "") + text)
         log(f"wrote {args.output}")
     return 0
 
@@ -263,7 +270,9 @@ def render(args, started, finished, versions, check_lines, peak, train_rows, eva
            f"autograd {v_np.get('autograd')}, iwae_np {v_np.get('iwae_np')}; BLAS: {v_np.get('blas', '?')}",
            f"- torch {v_t.get('torch', 'not installed')}"
            + (f" ({v_t.get('torch_threads')} threads)" if v_t else ""),
-           f"- repeats: {args.repeats} interleaved, {args.seconds} s of steps per worker per repeat; "
+           f"- worker environment: {' '.join(args.env) if args.env else 'as inherited (no allocator or thread settings)'}"
+           + (f"; {args.threads} BLAS / OpenMP thread(s) per worker" if args.threads else ""),
+           f"- repeats: {args.repeats} interleaved ({args.eval_repeats} for evaluation), {args.seconds} s of steps per worker per repeat; "
            "times are medians over repeats of per-repeat medians, ratios are medians of the per-repeat "
            "ratios (numpy time / torch time), with their range over the repeats in brackets", ""]
     out += ["Same model: " + line for line in check_lines] + [""]
@@ -277,8 +286,13 @@ def render(args, started, finished, versions, check_lines, peak, train_rows, eva
             "larger of the two peaks for that dtype.", ""]
 
     out += [f"## Training step (sample, forward, backward, Adam); target: numpy / torch <= {TARGETS['train']}", ""]
+    out += ["Columns: median step times; the ratio numpy / torch (median of the per-repeat ratios, their range "
+            "in brackets); the ratio of the two fastest single steps of the whole run (less sensitive to other "
+            "jobs on the machine: a step that ran undisturbed); the share of the GEMM peak reached "
+            "(median step); the 1-minute load average while the configuration ran (2 cores).", ""]
     head = "| architecture | batch | k | dtype | numpy ms | "
-    head += "torch ms | ratio [range] | numpy % peak | torch % peak |" if torch_on else "numpy % peak |"
+    head += ("torch ms | ratio [range] | ratio of best steps | numpy % peak | torch % peak | load |" if torch_on
+             else "numpy % peak | load |")
     out += [head, "|" + "---|" * (head.count("|") - 1)]
     for r in train_rows:
         t = r["times"]
@@ -286,9 +300,11 @@ def render(args, started, finished, versions, check_lines, peak, train_rows, eva
         if torch_on:
             m, lo, hi = summarize(r["ratios"])
             line += (f"{fmt_ms(np.median(t['torch']))} | {m:.2f} [{lo:.2f}-{hi:.2f}] | "
-                     f"{100 * r['fraction_of_peak']['numpy']:.0f} | {100 * r['fraction_of_peak']['torch']:.0f} |")
+                     f"{r['best']['numpy'] / r['best']['torch']:.2f} | "
+                     f"{100 * r['fraction_of_peak']['numpy']:.0f} | {100 * r['fraction_of_peak']['torch']:.0f} | "
+                     f"{r['load']:.1f} |")
         else:
-            line += f"{100 * r['fraction_of_peak']['numpy']:.0f} |"
+            line += f"{100 * r['fraction_of_peak']['numpy']:.0f} | {r['load']:.1f} |"
         out.append(line)
 
     out += ["", f"## `L_{args.eval_k}` evaluation throughput; target: numpy time / torch time <= {TARGETS['eval']}", "",
@@ -298,7 +314,7 @@ def render(args, started, finished, versions, check_lines, peak, train_rows, eva
             + (f" The last column is the bench prototype `streaming_iwae_bound` with the chunks on "
                f"{args.eval_threads} threads and BLAS on one thread each." if args.eval_threads else ""), ""]
     head = "| architecture | dtype | numpy images/s | "
-    head += "torch images/s | time ratio [range] |" if torch_on else ""
+    head += "torch images/s | time ratio [range] | ratio of best runs |" if torch_on else ""
     if args.eval_threads:
         head += f" numpy, {args.eval_threads} threads images/s |"
     out += [head, "|" + "---|" * (head.count("|") - 1)]
@@ -306,7 +322,8 @@ def render(args, started, finished, versions, check_lines, peak, train_rows, eva
         line = f"| {r['arch']} | {r['dtype']} | {np.median(r['ips']['numpy']):.2f} | "
         if torch_on:
             m, lo, hi = summarize(r["ratios"])
-            line += f"{np.median(r['ips']['torch']):.2f} | {m:.2f} [{lo:.2f}-{hi:.2f}] |"
+            line += (f"{np.median(r['ips']['torch']):.2f} | {m:.2f} [{lo:.2f}-{hi:.2f}] | "
+                     f"{max(r['ips']['torch']) / max(r['ips']['numpy']):.2f} |")
         if args.eval_threads:
             line += f" {np.median(r['ips_threads']):.2f} |"
         out.append(line)
@@ -315,7 +332,7 @@ def render(args, started, finished, versions, check_lines, peak, train_rows, eva
             "Fresh process per measurement; the increase of the peak resident set size over the idle worker "
             "(libraries imported), and the peak itself.", "",
             "| architecture | dtype | k | images per pass | samples per chunk | "
-            + " | ".join(f"{n} increase MiB | {n} peak MiB" for n in (["numpy", "torch"] if torch_on else ["numpy"]))
+            + " | ".join(f"{n} increase MiB | {n} peak MiB" for n in (memory_rows[0]["mib"] if memory_rows else []))
             + " |"]
     out.append("|" + "---|" * (out[-1].count("|") - 1))
     for r in memory_rows:
@@ -330,9 +347,12 @@ def parse(argv):
     p.add_argument("--parts", nargs="+", choices=["train", "eval", "memory"], default=["train", "eval", "memory"],
                    help="which measurements to run (default all)")
     p.add_argument("--output", default=os.path.join(HERE, "RESULTS.md"), help="Markdown table to write ('' for none)")
+    p.add_argument("--append", action="store_true", help="append to --output instead of replacing it")
     p.add_argument("--no-torch", dest="torch", action="store_false", help="numpy only")
     p.add_argument("--threads", type=int, default=0,
                    help="BLAS / OpenMP threads per worker (default 0: the libraries' default, all cores)")
+    p.add_argument("--env", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="environment variables for both workers alike (e.g. glibc's MALLOC_TRIM_THRESHOLD_)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seconds", type=float, default=0.6, help="seconds of steps per worker per repeat")
     p.add_argument("--settle", type=float, default=0.2, help="pause before each timing, seconds")
@@ -343,6 +363,7 @@ def parse(argv):
     p.add_argument("--gemm-n", type=int, default=1024)
     p.add_argument("--eval-k", type=int, default=5000)
     p.add_argument("--eval-images", type=int, default=20)
+    p.add_argument("--eval-repeats", type=int, default=3)
     p.add_argument("--eval-batch", type=int, default=20)
     p.add_argument("--eval-threads", type=int, default=2, help="also time the threaded prototype (0: skip)")
     p.add_argument("--memory-ks", type=int, nargs="+", default=[5000, 50000])
@@ -350,11 +371,14 @@ def parse(argv):
     p.add_argument("--memory-batch", type=int, default=10, help="images in the memory measurement (one pass)")
     args = p.parse_args(argv)
     args.argv = list(argv)
+    bad = [item for item in args.env if "=" not in item]
+    if bad:
+        p.error(f"--env takes KEY=VALUE, got {bad}")
     if args.smoke:
         # one thread: on a loaded machine, spinning BLAS / OpenMP threads make tiny runs take seconds
         args.repeats, args.seconds, args.settle, args.gemm_n, args.threads = 2, 0.02, 0.0, 256, 1
         args.archs, args.batches, args.ks, args.dtypes = ["one-layer"], [4], [2], ["float32", "float64"]
-        args.eval_k, args.eval_images, args.eval_batch, args.eval_threads = 50, 2, 2, 2
+        args.eval_k, args.eval_images, args.eval_batch, args.eval_threads, args.eval_repeats = 50, 2, 2, 2, 2
         args.memory_ks, args.memory_dtypes, args.memory_batch = [100], ["float32"], 2
     if args.torch and not torch_available():
         print("torch is not installed (pip install torch==2.13.0): numpy only", file=sys.stderr)
