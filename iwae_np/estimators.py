@@ -61,7 +61,7 @@ __all__ = ["ESTIMATORS", "OBJECTIVES", "SampleWeights", "stop_gradient", "recogn
            "ciwae_sample_weights", "renyi_sample_weights", "piwae_sample_weights", "sample_weights",
            "stl_gradient", "dreg_gradient", "rws_gradient", "piwae_gradient", "miwae_gradient",
            "ciwae_gradient", "renyi_gradient", "estimate_gradient", "make_objective", "objective_name",
-           "parse_objective_name", "register_objective"]
+           "parse_objective_name"]
 
 #: The bounds training can ascend; ``piwae`` uses two (IWAE for theta, MIWAE for phi).
 OBJECTIVES = ("vae", "iwae", "miwae", "ciwae", "piwae", "renyi")
@@ -337,13 +337,3 @@ def parse_objective_name(name):
     if objective_name(**settings) != name:  # unknown parts, or a hyperparameter the objective does not use
         raise ValueError(f"objective name {name!r} is not canonical; expected {objective_name(**settings)!r}")
     return settings
-
-
-def register_objective(registry, name, k=None):
-    """Add the objective called ``name`` (see :func:`objective_name`) to ``registry`` (a dict of
-    ``(params, x, eps) -> (bound, gradient)``, e.g. :data:`iwae_np.training.OBJECTIVES`) unless it is
-    there already; ``k`` checks that M divides it. Returns ``name``."""
-    settings = parse_objective_name(name)
-    fn = make_objective(k=k, **settings)  # checks M against k even when the name is registered
-    registry.setdefault(name, fn)
-    return name

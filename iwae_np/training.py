@@ -18,6 +18,7 @@ trainable (and available to ``iwae-np train --objective``).
 """
 import dataclasses
 import hashlib
+import functools
 import json
 import math
 import os
@@ -27,16 +28,42 @@ from pathlib import Path
 
 import numpy as np
 
+from .estimators import make_objective, parse_objective_name
 from .gradients import iwae_value_and_gradient, vae_value_and_gradient
 from .model import Architecture, architecture_of, init_params, sample_eps, validate_params
 from .optimizers import PAPER_ADAM, adam_init, adam_update
 from .tree import check_same_structure, flatten_tree, tree_map, unflatten_tree
 
-__all__ = ["OBJECTIVES", "train_step", "paper_schedule", "TrainConfig", "train", "NonFiniteLossError",
+__all__ = ["OBJECTIVES", "get_objective", "train_step", "paper_schedule", "TrainConfig", "train", "NonFiniteLossError",
            "save_checkpoint", "load_checkpoint", "load_params", "CHECKPOINT_NAME", "METRICS_NAME"]
 
 #: Objective name -> function of (params, x, eps) returning (batch-mean bound, its gradient).
 OBJECTIVES = {"vae": vae_value_and_gradient, "iwae": iwae_value_and_gradient}
+
+
+
+def get_objective(name, k=None):
+    """The ``(params, x, eps) -> (bound, ascent gradient)`` function called ``name``.
+
+    ``name`` is a key of :data:`OBJECTIVES` or a canonical name of an objective beyond the paper
+    with its estimator, ``objective[:M=..|beta=..|alpha=..][+estimator]`` such as
+    ``"miwae:M=5+dreg"`` (see :func:`iwae_np.estimators.objective_name`); those are built on demand,
+    so a name stored in a checkpoint trains again in a fresh process. ``k`` checks that M divides it.
+    """
+    if name in OBJECTIVES:
+        return OBJECTIVES[name]
+    return _objective_from_name(name, k)
+
+
+@functools.lru_cache(maxsize=None)
+def _objective_from_name(name, k):
+    try:
+        settings = parse_objective_name(name)
+    except ValueError as err:
+        raise ValueError(f"unknown objective {name!r}; choose one of {sorted(OBJECTIVES)} "
+                         f"or a name like 'miwae:M=5+dreg' ({err})") from None
+    return make_objective(k=k, **settings)
+
 
 CHECKPOINT_NAME = "checkpoint.npz"
 METRICS_NAME = "metrics.jsonl"
@@ -50,10 +77,9 @@ def train_step(params, opt_state, x, rng, k, lr, objective="iwae", adam=None):
     Returns ``(params, opt_state, bound)`` where ``bound`` is the batch-mean value of the bound
     before the step (a Python float).
     """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; choose one of {sorted(OBJECTIVES)}")
+    value_and_gradient = get_objective(objective, k)
     eps = sample_eps(rng, params, k, np.shape(x)[0])
-    bound, grads = OBJECTIVES[objective](params, x, eps)
+    bound, grads = value_and_gradient(params, x, eps)
     loss_grads = tree_map(lambda g: -g, grads)
     params, opt_state = adam_update(params, loss_grads, opt_state, lr, **(adam or {}))
     return params, opt_state, float(bound)
@@ -128,8 +154,7 @@ class TrainConfig:
             self.architecture = Architecture.from_dict(self.architecture)
         if not isinstance(self.architecture, Architecture):
             raise ValueError(f"architecture must be an Architecture, got {type(self.architecture).__name__}")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; choose one of {sorted(OBJECTIVES)}")
+        get_objective(self.objective, int(self.k))  # raises ValueError naming an unknown objective
         for name in ("k", "batch_size"):
             v = getattr(self, name)
             if int(v) != v or v < 1:

@@ -133,18 +133,16 @@ def add_arguments(p):
 
 
 def run(args):
-    from ..estimators import objective_name, register_objective
+    from ..estimators import objective_name
     from ..experiments import dataset_from_spec
     from ..model import architecture_of
-    from ..training import OBJECTIVES, TrainConfig, load_checkpoint, load_params, train
+    from ..training import TrainConfig, load_checkpoint, load_params, train
 
     out = Path(args.out)
     params = None
     if args.resume:
-        saved = load_checkpoint(out)["meta"]["config"]
-        if saved.get("objective") not in OBJECTIVES:  # e.g. "miwae:M=5+dreg": make it trainable again
-            register_objective(OBJECTIVES, saved["objective"], k=saved.get("k"))
-        config = TrainConfig.from_dict(saved)
+        # a saved name such as "miwae:M=5+dreg" is rebuilt by training.get_objective
+        config = TrainConfig.from_dict(load_checkpoint(out)["meta"]["config"])
     else:
         if args.data is None:
             raise ValueError("--data is required (unless --resume)")
@@ -157,8 +155,7 @@ def run(args):
             kwargs["init_from"] = str(args.init_from)
         else:
             arch = architecture_from_args(args)
-        objective = register_objective(OBJECTIVES, objective_name(args.objective, args.estimator, args.M, args.beta,
-                                                                  args.alpha), k=args.k)
+        objective = objective_name(args.objective, args.estimator, args.M, args.beta, args.alpha)
         config = TrainConfig(architecture=arch, objective=objective, k=args.k, **kwargs)
     dataset = dataset_from_spec(config.data, download=args.download)
     print(f"training {config.objective.upper()} k={config.k} on {config.data['name']} "
