@@ -14,7 +14,10 @@ float32), and are checked against central differences in ``tests/test_primitives
 
 The public functions of :mod:`iwae_np.networks` and :mod:`iwae_np.densities` call these.
 Inside a primitive, arrays are plain numpy arrays, so the forward and the VJP may reuse their own
-temporaries in place (``out=``); nothing outside them is modified, and nothing is kept between calls.
+temporaries in place (``out=``); nothing outside them is modified, and no data is kept between calls.
+The Bernoulli term, the one elementwise computation over ``(k, batch, 784)``, runs in cache-sized
+blocks with reused scratch arrays (fresh full-size temporaries page-fault) and, for large arrays,
+on two threads (one lazily started helper thread; the numbers do not depend on the split).
 """
 import math
 import os
