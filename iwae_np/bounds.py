@@ -9,7 +9,7 @@ import math
 import autograd.numpy as anp
 
 from .model import log_importance_weights
-from .special import log_mean_exp, softmax
+from .special import log_mean_exp, mean, softmax
 
 __all__ = ["vae_bound", "iwae_bound", "normalized_weights", "vae_objective", "iwae_objective",
            "miwae_bound", "ciwae_bound", "renyi_bound", "miwae_objective", "ciwae_objective",
@@ -21,7 +21,7 @@ def vae_bound(log_w):
 
     ``log_w (k, batch) -> (batch,)``.
     """
-    return anp.mean(log_w, axis=0)
+    return mean(log_w, axis=0)
 
 
 def iwae_bound(log_w):
@@ -45,12 +45,12 @@ def normalized_weights(log_w):
 
 def vae_objective(params, x, eps):
     """Batch mean of :func:`vae_bound` at the samples given by the noise ``eps``."""
-    return anp.mean(vae_bound(log_importance_weights(params, x, eps)))
+    return mean(vae_bound(log_importance_weights(params, x, eps)))
 
 
 def iwae_objective(params, x, eps):
     """Batch mean of :func:`iwae_bound` at the samples given by the noise ``eps``."""
-    return anp.mean(iwae_bound(log_importance_weights(params, x, eps)))
+    return mean(iwae_bound(log_importance_weights(params, x, eps)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,7 +92,7 @@ def miwae_bound(log_w, M):
     k, batch = anp.shape(log_w)
     K = check_groups(k, M)
     groups = anp.reshape(log_w, (int(M), K, batch))  # (M, K, batch)
-    return anp.mean(log_mean_exp(groups, axis=1), axis=0)
+    return mean(log_mean_exp(groups, axis=1), axis=0)
 
 
 def ciwae_bound(log_w, beta):
@@ -126,14 +126,14 @@ def renyi_bound(log_w, alpha):
 
 def miwae_objective(params, x, eps, M):
     """Batch mean of :func:`miwae_bound` at the samples given by ``eps`` (``k = M * K`` of them)."""
-    return anp.mean(miwae_bound(log_importance_weights(params, x, eps), M))
+    return mean(miwae_bound(log_importance_weights(params, x, eps), M))
 
 
 def ciwae_objective(params, x, eps, beta):
     """Batch mean of :func:`ciwae_bound` at the samples given by ``eps``."""
-    return anp.mean(ciwae_bound(log_importance_weights(params, x, eps), beta))
+    return mean(ciwae_bound(log_importance_weights(params, x, eps), beta))
 
 
 def renyi_objective(params, x, eps, alpha):
     """Batch mean of :func:`renyi_bound` at the samples given by ``eps``."""
-    return anp.mean(renyi_bound(log_importance_weights(params, x, eps), alpha))
+    return mean(renyi_bound(log_importance_weights(params, x, eps), alpha))

@@ -53,7 +53,7 @@ from .densities import gaussian_log_density
 from .gradients import iwae_gradient
 from .model import log_importance_weights, sample_posterior
 from .networks import dense, tanh_mlp
-from .special import softmax
+from .special import mean, softmax
 from .tree import tree_map
 
 __all__ = ["ESTIMATORS", "OBJECTIVES", "SampleWeights", "stop_gradient", "recognition_log_density",
@@ -224,7 +224,7 @@ def estimate_gradient(params, x, eps, objective="iwae", estimator="iwae", M=1, b
     full = lambda p: log_importance_weights(p, x, eps)  # noqa: E731
 
     if estimator == "iwae" and objective != "piwae":
-        return value_and_grad(lambda p: anp.mean(bound_fn(full(p))))(params)
+        return value_and_grad(lambda p: mean(bound_fn(full(p))))(params)
     if estimator in ("iwae", "rws"):
         log_w, weights, (g_theta, g_phi) = _weighted_gradients(full, params, weights_fn, "theta", "phi")
         if estimator == "rws":  # phi ascends sum_i c_i log q_phi(stop(h_i) | x)
@@ -236,7 +236,7 @@ def estimate_gradient(params, x, eps, objective="iwae", estimator="iwae", M=1, b
         phi_field = "phi" if estimator == "stl" else "dreg"
         log_w, _, (g_theta, g_phi) = _weighted_gradients(
             lambda p: _path_log_weights(p, x, eps), params, weights_fn, "theta", phi_field)
-    return anp.mean(bound_fn(log_w)), _merge(g_theta, g_phi)
+    return mean(bound_fn(log_w)), _merge(g_theta, g_phi)
 
 
 def stl_gradient(params, x, eps):

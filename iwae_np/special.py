@@ -16,7 +16,7 @@ import scipy.special
 from autograd.extend import defvjp, primitive
 from autograd.tracer import getval
 
-__all__ = ["logsumexp", "log_mean_exp", "softplus", "sigmoid", "softmax"]
+__all__ = ["logsumexp", "log_mean_exp", "mean", "softplus", "sigmoid", "softmax"]
 
 
 def _shifted_max(a, axis):
@@ -84,6 +84,16 @@ def softmax(a, axis=0):
     shift = _shifted_max(np.asarray(getval(a)), axis)
     e = anp.exp(a - shift)
     return e / anp.sum(e, axis=axis, keepdims=True)
+
+
+def mean(a, axis=None):
+    r"""Arithmetic mean :math:`\frac1n \sum_i a_i`, as ``sum / n`` with ``n`` a Python int.
+
+    Not ``anp.mean``: autograd's VJP of ``mean`` returns float64 for a float32 input, which would
+    silently turn every float32 gradient downstream into float64. This keeps the input's dtype.
+    """
+    n = np.size(getval(a)) if axis is None else np.shape(getval(a))[axis]
+    return anp.sum(a, axis=axis) / n
 
 
 def log_mean_exp(a, axis=0, keepdims=False):

@@ -8,7 +8,8 @@ import scipy.special
 from autograd import grad
 from autograd.test_util import check_grads
 
-from iwae_np.special import log_mean_exp, logsumexp, sigmoid, softmax, softplus
+from iwae_np.bounds import iwae_bound, vae_bound
+from iwae_np.special import log_mean_exp, logsumexp, mean, sigmoid, softmax, softplus
 
 
 def test_logsumexp_of_equal_large_values_is_exact():
@@ -114,3 +115,14 @@ def test_softplus_gradient_is_sigmoid_and_float32_kept(rng):
     assert softplus(l32).dtype == np.float32
     assert grad(lambda l: anp.sum(softplus(l)))(l32).dtype == np.float32
     assert sigmoid(l32).dtype == np.float32
+
+
+def test_mean_keeps_float32_gradients_float32(rng):
+    # regression: autograd's VJP of anp.mean returns float64 for float32 input, which silently
+    # turned float32 models' gradients float64 downstream of the bounds
+    lw = rng.normal(size=(5, 3)).astype(np.float32)
+    assert grad(lambda a: anp.sum(mean(a, axis=0)))(lw).dtype == np.float32
+    assert grad(lambda a: mean(a))(lw).dtype == np.float32
+    np.testing.assert_allclose(mean(lw, axis=0), np.mean(lw, axis=0), rtol=1e-6)
+    for bound in (vae_bound, iwae_bound):
+        assert grad(lambda a: mean(bound(a)))(lw).dtype == np.float32
