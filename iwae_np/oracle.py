@@ -418,15 +418,20 @@ def _load_npz(path, what):
         raise OracleInputError(f"{what} {path} is not a readable .npz without pickles: {err}") from None
 
 
+def _read_json(path, missing_message):
+    """Parse the JSON file ``path``; OracleInputError with ``missing_message`` if it is absent, or naming the file if it is not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise OracleInputError(missing_message) from None
+    except json.JSONDecodeError as err:
+        raise OracleInputError(f"{path} is not valid JSON: {err}") from None
+
+
 def load_fixture(path, verify=True):
     """Read a fixture directory; with ``verify``, check format, version, and each array's shape, dtype, checksum."""
     manifest_path, arrays_path = _fixture_paths(path)
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except FileNotFoundError:
-        raise OracleInputError(f"fixture manifest {manifest_path} does not exist") from None
-    except json.JSONDecodeError as err:
-        raise OracleInputError(f"fixture manifest {manifest_path} is not valid JSON: {err}") from None
+    manifest = _read_json(manifest_path, f"fixture manifest {manifest_path} does not exist")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise OracleInputError(f"{manifest_path}: not an {FORMAT_NAME} manifest "
                                f"(format = {manifest.get('format') if isinstance(manifest, dict) else None!r})")
@@ -529,12 +534,7 @@ def check_results(fixture, results, rtol=None, atol=None):
 def suite_fixtures(directory):
     """The fixture names a suite directory's ``suite.json`` lists, in order."""
     index_path = Path(directory) / SUITE_INDEX_NAME
-    try:
-        index = json.loads(index_path.read_text())
-    except FileNotFoundError:
-        raise OracleInputError(f"{directory} is not a suite: {SUITE_INDEX_NAME} does not exist") from None
-    except json.JSONDecodeError as err:
-        raise OracleInputError(f"{index_path} is not valid JSON: {err}") from None
+    index = _read_json(index_path, f"{directory} is not a suite: {SUITE_INDEX_NAME} does not exist")
     if index.get("format") != FORMAT_NAME or index.get("format_version") != FORMAT_VERSION:
         raise OracleInputError(f"{index_path}: not an {FORMAT_NAME} version {FORMAT_VERSION} suite")
     return list(index["fixtures"])
