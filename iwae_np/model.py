@@ -217,7 +217,8 @@ def sample_eps(rng, params_or_arch, k, batch, dtype=None):
         raise ValueError(f"the number of samples k must be an integer >= 1, got {k}")
     if isinstance(params_or_arch, dict):
         arch = architecture_of(params_or_arch)
-        dtype = dtype or validate_params(params_or_arch, check_values=False)
+        # architecture_of has checked that every array shares one dtype: read it off one array
+        dtype = dtype or np.result_type(getval(params_or_arch)["p_x"]["logits"]["W"])
     else:
         arch = get_architecture(params_or_arch)
     dtype = np.dtype(dtype or np.float64)
