@@ -298,14 +298,14 @@ def make_objective(objective="iwae", estimator=None, k=None, M=1, beta=None, alp
 
 
 # ---------------------------------------------------------------------------------------------
-# names for a training registry: "iwae", "iwae+dreg", "miwae:M=5+dreg", "ciwae:beta=0.5", "renyi:alpha=-1+stl"
+# names of training objectives (training.get_objective): "iwae", "iwae+dreg", "miwae:M=5+dreg", "ciwae:beta=0.5", "renyi:alpha=-1+stl"
 
 
 def objective_name(objective="iwae", estimator=None, M=1, beta=None, alpha=None):
     """The canonical name of an objective and estimator: ``objective[:hyper=value][+estimator]``.
 
     Only the hyperparameter the objective uses is written, and the estimator unless it is ``"iwae"``
-    (the paper's): ``objective_name("iwae")`` is ``"iwae"``, the name the core registry already has.
+    (the paper's): ``objective_name("iwae")`` is ``"iwae"``, the name of the core's own objective.
     """
     estimator = "iwae" if estimator is None else estimator
     make_objective(objective, estimator, M=M, beta=beta, alpha=alpha)  # checks every setting

@@ -12,9 +12,9 @@ r"""Training: the paper's protocol (SPEC section 6), checkpoints, exact resume a
   parameters, the Adam state, the generator state and the position in the schedule, written
   atomically (temporary file, then ``os.replace``).
 
-Objectives are looked up by name in :data:`OBJECTIVES`, a registry of functions
-``(params, x, eps) -> (batch-mean bound, its gradient tree)``: adding a name there makes it
-trainable (and available to ``iwae-np train --objective``).
+Objectives are looked up by name with :func:`get_objective`: the paper's two in :data:`OBJECTIVES`
+(functions ``(params, x, eps) -> (batch-mean bound, its gradient tree)``), the ones beyond the
+paper built from canonical names such as ``"miwae:M=5+dreg"`` (:mod:`iwae_np.estimators`).
 """
 import dataclasses
 import hashlib
