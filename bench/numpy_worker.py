@@ -5,7 +5,7 @@ Run alone as a worker: ``python bench/numpy_worker.py`` reads JSON commands on s
 
 - ``train``: :func:`iwae_np.train_step` as users call it (sample ``eps``, forward, backward by
   autograd, Adam with the paper's settings), on ``iwae_np.init_params(arch, default_rng(seed), dtype)``.
-- ``eval``: the project's ``L_5000`` (:func:`iwae_np.evaluation.iwae_log_likelihood`), and
+- ``eval``: the project's ``L_5000`` (:func:`iwae_np.experiments.evaluation.iwae_log_likelihood`), and
   :func:`streaming_iwae_bound` below, a prototype that splits the chunks over threads (BLAS
   limited to one thread each), to measure what that would give.
 """
@@ -83,14 +83,14 @@ def streaming_iwae_bound(params, x, k, seed, rows=5000, threads=1):
 def evaluate(arch, dtype, k, n_images, batch, chunk, seed=0, threads=0):
     """``L_k`` of ``n_images`` images, ``batch`` images and ``chunk`` samples per pass; images per second.
 
-    ``threads = 0``: the project's :func:`iwae_np.evaluation.iwae_log_likelihood` (when the module
+    ``threads = 0``: the project's :func:`iwae_np.experiments.evaluation.iwae_log_likelihood` (when the module
     exists). ``threads >= 1``: :func:`streaming_iwae_bound` above, on that many threads.
     """
     params = init_params(arch, np.random.default_rng(seed), dtype)
     x_all = binary_data(seed + 1, n_images).astype(dtype)
     start = time.perf_counter()
     if threads == 0:
-        from iwae_np.evaluation import iwae_log_likelihood
+        from iwae_np.experiments.evaluation import iwae_log_likelihood
         values = iwae_log_likelihood(params, x_all, np.random.default_rng(seed + 2), k=k, batch_size=batch,
                                      chunk_size=chunk, dtype=dtype)
     else:

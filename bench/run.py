@@ -247,8 +247,8 @@ def run(args):
 
 
 def eval_chunk(arch, k, batch):
-    """The project's default samples per chunk (``iwae_np.evaluation.sample_chunk_size``), so both workers run the same shapes."""
-    from iwae_np.evaluation import sample_chunk_size
+    """The project's default samples per chunk (``iwae_np.experiments.evaluation.sample_chunk_size``), so both workers run the same shapes."""
+    from iwae_np.experiments.evaluation import sample_chunk_size
     from iwae_np.model import get_architecture
     return sample_chunk_size(get_architecture(arch), k, batch)
 
@@ -309,8 +309,8 @@ def render(args, started, finished, versions, check_lines, peak, train_rows, eva
 
     out += ["", f"## `L_{args.eval_k}` evaluation throughput; target: numpy time / torch time <= {TARGETS['eval']}", "",
             f"{args.eval_images} images per measurement, {args.eval_batch} images per pass, the project's default "
-            "chunk of samples per pass (`iwae_np.evaluation.sample_chunk_size`) for both; numpy is "
-            "`iwae_np.evaluation.iwae_log_likelihood` in the model's dtype."
+            "chunk of samples per pass (`iwae_np.experiments.evaluation.sample_chunk_size`) for both; numpy is "
+            "`iwae_np.experiments.evaluation.iwae_log_likelihood` in the model's dtype."
             + (f" The last column is the bench prototype `streaming_iwae_bound` with the chunks on "
                f"{args.eval_threads} threads and BLAS on one thread each." if args.eval_threads else ""), ""]
     head = "| architecture | dtype | numpy images/s | "

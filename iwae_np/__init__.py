@@ -1,23 +1,27 @@
 """iwae_np: Importance Weighted Autoencoders (Burda, Grosse & Salakhutdinov, ICLR 2016) in NumPy + autograd.
 
-The public API, one module per concept:
+The paper's math, one module per concept, flat at the top (they import only each other):
 
-- :mod:`iwae_np.special`: stable ``logsumexp``, ``log_mean_exp``, ``softplus``, ``sigmoid``
+- :mod:`iwae_np.special`: stable ``logsumexp``, ``log_mean_exp``, ``softplus``, ``sigmoid``, ``softmax``
+- :mod:`iwae_np.primitives`: the differentiated building blocks with closed-form gradients
 - :mod:`iwae_np.densities`: Gaussian and Bernoulli log densities
 - :mod:`iwae_np.networks`: dense layers and tanh MLPs, Glorot init
-- :mod:`iwae_np.model`: architectures, parameters, reparameterized sampling, log weights
-- :mod:`iwae_np.bounds`: the VAE and IWAE bounds
+- :mod:`iwae_np.model`: architectures, parameters, reparameterized sampling, log p(x, h), log q(h|x), log w
+- :mod:`iwae_np.bounds`: the VAE and IWAE bounds, and MIWAE, CIWAE, Renyi beyond the paper
 - :mod:`iwae_np.gradients`: their gradients (paper eq. 7 and 14) and the normalized-weight identity
+- :mod:`iwae_np.estimators`: STL, DReG, RWS and PIWAE gradients; training objectives by name
 - :mod:`iwae_np.optimizers`: Adam over a parameter tree
-- :mod:`iwae_np.training`: the paper's schedule, the training loop, checkpoints and exact resume
-- :mod:`iwae_np.evaluation`: the streaming L_5000 log-likelihood estimate and active units
-- :mod:`iwae_np.experiments`, :mod:`iwae_np.figures`: the Table 1 grid and its figures
-  (``iwae-np train``, ``evaluate``, ``table``, ``plot``)
-- :mod:`iwae_np.data`: readers, the named data sets, dynamic binarization
-- :mod:`iwae_np.gradcheck`: finite-difference and identity checks (``iwae-np check``)
-- :mod:`iwae_np.estimators`: STL, DReG, RWS and PIWAE gradients; MIWAE / CIWAE / Renyi objectives
-- :mod:`iwae_np.snr`: the gradient signal-to-noise study of Rainforth et al. (``iwae-np snr``)
+- :mod:`iwae_np.tree`: nested dicts of arrays
+
+Drivers and I/O below them, in subpackages (they import the math, never the other way):
+
+- :mod:`iwae_np.data`: readers, downloads, the named data sets, dynamic binarization
+- :mod:`iwae_np.experiments`: the training protocol, checkpoints, L_5000 evaluation and active units,
+  the Table 1 grid, figures, the SNR study (``iwae-np train``, ``evaluate``, ``table``, ``plot``, ``snr``)
+- :mod:`iwae_np.verify`: finite-difference and identity checks (``iwae-np check``), array comparison
 - :mod:`iwae_np.oracle`: golden fixtures for other frameworks (``iwae-np oracle``; format in docs/oracle.md)
+- :mod:`iwae_np.cli`: the ``iwae-np`` command line
+- :mod:`iwae_np.files`: the one atomic file writer
 """
 __version__ = "0.1.0"
 
@@ -29,19 +33,18 @@ from .data import (DATASETS, Dataset, binarize, load_dataset, read_amat, read_id
 from .estimators import (ESTIMATORS, ciwae_gradient, dreg_gradient, estimate_gradient, make_objective,
                          miwae_gradient, piwae_gradient, renyi_gradient, rws_gradient, stl_gradient)
 from .densities import bernoulli_log_likelihood, gaussian_log_density, standard_normal_log_density
-from .gradcheck import check_model, compare_gradients, finite_difference_gradient
+from .verify import check_model, compare_gradients, finite_difference_gradient
 from .gradients import (average_gradient, importance_weighted_gradient, iwae_gradient,
                         iwae_value_and_gradient, log_weight_gradients, vae_gradient,
                         vae_value_and_gradient)
-from .model import (PRESETS, Architecture, architecture_of, get_architecture, init_params,
-                    log_importance_weights, log_weight_terms, sample_eps, sample_generative,
-                    sample_posterior)
+from .model import (PRESETS, Architecture, architecture_of, generative_log_density, get_architecture,
+                    init_params, log_importance_weights, log_weight_terms, recognition_log_density, sample_eps,
+                    sample_generative, sample_posterior)
 from .networks import dense, glorot_uniform, init_dense, init_mlp, tanh_mlp
 from .optimizers import PAPER_ADAM, adam_init, adam_update
 from .special import log_mean_exp, logsumexp, sigmoid, softmax, softplus
-from .evaluation import active_units, iwae_log_likelihood
-from .training import (NonFiniteLossError, TrainConfig, load_checkpoint, paper_schedule, save_checkpoint,
-                       train, train_step)
+from .experiments import (NonFiniteLossError, TrainConfig, active_units, iwae_log_likelihood, load_checkpoint,
+                          paper_schedule, save_checkpoint, train, train_step)
 from .tree import flatten_tree, tree_map, unflatten_tree
 from .oracle import check_results, compute_outputs, export_fixture, export_suite, load_fixture
 
@@ -52,6 +55,7 @@ __all__ = [
     "glorot_uniform", "init_dense", "dense", "init_mlp", "tanh_mlp",
     "Architecture", "PRESETS", "get_architecture", "init_params", "architecture_of", "sample_eps",
     "sample_posterior", "log_weight_terms", "log_importance_weights", "sample_generative",
+    "generative_log_density", "recognition_log_density",
     "vae_bound", "iwae_bound", "normalized_weights", "vae_objective", "iwae_objective",
     "vae_gradient", "iwae_gradient", "vae_value_and_gradient", "iwae_value_and_gradient",
     "log_weight_gradients", "importance_weighted_gradient", "average_gradient",

@@ -1,4 +1,4 @@
-r"""Log densities of the model's distributions (SPEC section 2).
+r"""Log densities of the model's distributions (paper section 2).
 
 - :func:`gaussian_log_density`: diagonal Gaussian, parameterized by mean and log standard deviation.
 - :func:`standard_normal_log_density`: the prior :math:`p(h_L) = \mathcal N(0, I)`.
@@ -7,16 +7,11 @@ r"""Log densities of the model's distributions (SPEC section 2).
 All sum over the last axis (the units) and broadcast over the leading ones
 (samples ``k`` and examples ``batch``).
 """
-import math
-
 import autograd.numpy as anp
 
-from .primitives import bernoulli_logit_log_likelihood, diagonal_gaussian_log_density
+from .primitives import LOG_2PI, bernoulli_logit_log_likelihood, diagonal_gaussian_log_density
 
 __all__ = ["gaussian_log_density", "standard_normal_log_density", "bernoulli_log_likelihood"]
-
-_LOG_2PI = math.log(2.0 * math.pi)
-
 
 def gaussian_log_density(h, mu, log_sigma):
     r"""Diagonal Gaussian log density, summed over the last axis.
@@ -38,7 +33,7 @@ def gaussian_log_density(h, mu, log_sigma):
 
 def standard_normal_log_density(h):
     r"""The prior :math:`\log \mathcal N(h; 0, I) = -\frac12 \sum_j [\log 2\pi + h_j^2]`."""
-    return -0.5 * anp.sum(_LOG_2PI + h * h, axis=-1)
+    return -0.5 * anp.sum(LOG_2PI + h * h, axis=-1)
 
 
 def bernoulli_log_likelihood(x, logits):

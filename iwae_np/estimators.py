@@ -1,4 +1,4 @@
-r"""Gradient estimators and the bounds beyond the paper (SPEC section 5).
+r"""Gradient estimators and the bounds beyond the paper (beyond the paper).
 
 Every bound here is a function of the log weights, :math:`\mathcal L(\log w_1, \dots, \log w_k)`,
 so every gradient estimator has the form
@@ -39,6 +39,7 @@ the bound; STL is biased for k > 1 and unbiased at k = 1 (and for the VAE estima
 PIWAE (Rainforth et al. 2018): theta ascends IWAE over all ``k = M * K`` samples, phi ascends
 MIWAE(M, K): one forward pass and two vector-Jacobian products.
 """
+import functools
 from typing import NamedTuple
 
 import autograd.numpy as anp
@@ -49,19 +50,18 @@ from autograd.tracer import getval
 from .bounds import (check_alpha, check_beta, check_groups, ciwae_bound, ciwae_objective, iwae_bound,
                      miwae_bound, miwae_objective, normalized_weights, renyi_bound, renyi_objective,
                      vae_bound)
-from .densities import gaussian_log_density
-from .gradients import iwae_gradient
-from .model import log_importance_weights, sample_posterior
-from .networks import dense, tanh_mlp
+from .gradients import iwae_gradient, iwae_value_and_gradient, vae_value_and_gradient
+from .model import log_importance_weights, recognition_log_density, sample_posterior
 from .special import mean, softmax
 from .tree import tree_map
 
-__all__ = ["ESTIMATORS", "OBJECTIVES", "SampleWeights", "stop_gradient", "recognition_log_density",
+__all__ = ["ESTIMATORS", "OBJECTIVES", "SampleWeights", "stop_gradient", "bound_and_weights", "path_log_weights",
+           "weighted_gradients",
            "iwae_sample_weights", "vae_sample_weights", "miwae_sample_weights",
            "ciwae_sample_weights", "renyi_sample_weights", "piwae_sample_weights", "sample_weights",
            "stl_gradient", "dreg_gradient", "rws_gradient", "piwae_gradient", "miwae_gradient",
            "ciwae_gradient", "renyi_gradient", "estimate_gradient", "make_objective", "objective_name",
-           "parse_objective_name"]
+           "parse_objective_name", "get_objective"]
 
 #: The bounds training can ascend; ``piwae`` uses two (IWAE for theta, MIWAE for phi).
 OBJECTIVES = ("vae", "iwae", "miwae", "ciwae", "piwae", "renyi")
@@ -147,7 +147,7 @@ def piwae_sample_weights(log_w, M):
     return SampleWeights(np.asarray(normalized_weights(log_w)), miwae.phi, miwae.dreg)
 
 
-def _objective_functions(objective, M=1, beta=None, alpha=None):
+def bound_and_weights(objective, M=1, beta=None, alpha=None):
     """``(bound(log_w) -> (batch,), sample_weights(log_w) -> SampleWeights)`` of a named objective."""
     if objective == "vae":
         return vae_bound, vae_sample_weights
@@ -166,36 +166,21 @@ def _objective_functions(objective, M=1, beta=None, alpha=None):
 
 def sample_weights(log_w, objective="iwae", M=1, beta=None, alpha=None):
     """The :class:`SampleWeights` of a named objective at the log weights ``log_w (k, batch)``."""
-    return _objective_functions(objective, M, beta, alpha)[1](np.asarray(getval(log_w)))
+    return bound_and_weights(objective, M, beta, alpha)[1](np.asarray(getval(log_w)))
 
 
 # ---------------------------------------------------------------------------------------------
 # the per-sample gradients the estimators weight
 
 
-def recognition_log_density(params, x, h):
-    r""":math:`\log q_\phi(h_1, \dots, h_L \mid x) = \log q(h_1|x) + \sum_{l<L} \log q(h_{l+1}|h_l)` at given latents.
-
-    ``h`` is a list of ``(k, batch, d_l)`` arrays; only the ``q_*`` networks of ``params`` are used.
-    With stopped latents this is what RWS's wake-phi step ascends. ``-> (k, batch)``.
-    """
-    log_q, below = 0.0, x
-    for l in range(1, len(h) + 1):
-        net = params[f"q_h{l}"]
-        top = tanh_mlp(net, below)  # (batch, .) for l = 1, else (k, batch, .)
-        log_q = log_q + gaussian_log_density(h[l - 1], dense(net["mu"], top), dense(net["log_sigma"], top))
-        below = h[l - 1]
-    return log_q
-
-
-def _path_log_weights(params, x, eps):
+def path_log_weights(params, x, eps):
     r""":math:`\log p(x, h_i) - \log q_{\bar\phi}(h_i|x)`: the same values as ``log w``, but every ``log q``
     term sees a stopped copy of phi while the latents keep their path to phi."""
     phi_stopped = {net: value for net, value in stop_gradient(params).items() if _is_recognition(net)}
     return log_importance_weights(params, x, eps, log_q_params=phi_stopped)
 
 
-def _weighted_gradients(log_w_fn, params, weights_fn, *which):
+def weighted_gradients(log_w_fn, params, weights_fn, *which):
     r"""One forward pass of ``log_w_fn``, then :math:`\frac1B \sum_{i,b} c_{i,b} \nabla \log w_{i,b}` for each
     field of ``weights_fn(log_w)`` named in ``which``. Returns ``(log_w, weights, [gradient trees])``."""
     vjp, log_w = make_vjp(log_w_fn)(params)  # log_w (k, batch)
@@ -220,13 +205,13 @@ def estimate_gradient(params, x, eps, objective="iwae", estimator="iwae", M=1, b
     estimator = "iwae" if estimator is None else estimator
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {list(ESTIMATORS)}")
-    bound_fn, weights_fn = _objective_functions(objective, M, beta, alpha)
+    bound_fn, weights_fn = bound_and_weights(objective, M, beta, alpha)
     full = lambda p: log_importance_weights(p, x, eps)  # noqa: E731
 
     if estimator == "iwae" and objective != "piwae":
         return value_and_grad(lambda p: mean(bound_fn(full(p))))(params)
     if estimator in ("iwae", "rws"):
-        log_w, weights, (g_theta, g_phi) = _weighted_gradients(full, params, weights_fn, "theta", "phi")
+        log_w, weights, (g_theta, g_phi) = weighted_gradients(full, params, weights_fn, "theta", "phi")
         if estimator == "rws":  # phi ascends sum_i c_i log q_phi(stop(h_i) | x)
             x = np.asarray(getval(x), dtype=log_w.dtype)  # already validated by the forward pass
             h = [getval(h_l) for h_l in sample_posterior(stop_gradient(params), x, eps)[0]]  # stopped
@@ -234,8 +219,8 @@ def estimate_gradient(params, x, eps, objective="iwae", estimator="iwae", M=1, b
             g_phi = grad(lambda p: anp.sum(weights.phi * recognition_log_density(p, x, h)) / batch)(params)
     else:  # stl and dreg: the path derivative, weighted by c or by the DReG weights d
         phi_field = "phi" if estimator == "stl" else "dreg"
-        log_w, _, (g_theta, g_phi) = _weighted_gradients(
-            lambda p: _path_log_weights(p, x, eps), params, weights_fn, "theta", phi_field)
+        log_w, _, (g_theta, g_phi) = weighted_gradients(
+            lambda p: path_log_weights(p, x, eps), params, weights_fn, "theta", phi_field)
     return mean(bound_fn(log_w)), _merge(g_theta, g_phi)
 
 
@@ -298,7 +283,7 @@ def make_objective(objective="iwae", estimator=None, k=None, M=1, beta=None, alp
 
 
 # ---------------------------------------------------------------------------------------------
-# names of training objectives (training.get_objective): "iwae", "iwae+dreg", "miwae:M=5+dreg", "ciwae:beta=0.5", "renyi:alpha=-1+stl"
+# names of training objectives (get_objective): "iwae", "iwae+dreg", "miwae:M=5+dreg", "ciwae:beta=0.5", "renyi:alpha=-1+stl"
 
 
 def objective_name(objective="iwae", estimator=None, M=1, beta=None, alpha=None):
@@ -337,3 +322,30 @@ def parse_objective_name(name):
     if objective_name(**settings) != name:  # unknown parts, or a hyperparameter the objective does not use
         raise ValueError(f"objective name {name!r} is not canonical; expected {objective_name(**settings)!r}")
     return settings
+
+
+#: The paper's two objectives: autograd's value and gradient of the batch-mean bound, no wrapper.
+_PAPER_OBJECTIVES = {"vae": vae_value_and_gradient, "iwae": iwae_value_and_gradient}
+
+
+def get_objective(name, k=None):
+    """The training objective called ``name``: ``fn(params, x, eps) -> (batch-mean bound, ascent gradient)``.
+
+    ``name`` is ``"vae"``, ``"iwae"`` or a canonical name of an objective beyond the paper with its
+    estimator, ``objective[:M=..|beta=..|alpha=..][+estimator]`` such as ``"miwae:M=5+dreg"`` (see
+    :func:`objective_name`); names are rebuilt on every lookup (cached), so a name stored in a
+    checkpoint trains again in a fresh process. ``k`` checks that M divides it.
+    """
+    if name in _PAPER_OBJECTIVES:
+        return _PAPER_OBJECTIVES[name]
+    return _objective_from_name(name, k)
+
+
+@functools.lru_cache(maxsize=None)
+def _objective_from_name(name, k):
+    try:
+        settings = parse_objective_name(name)
+    except ValueError as err:
+        raise ValueError(f"unknown objective {name!r}; choose one of {list(OBJECTIVES)} "
+                         f"or a name like 'miwae:M=5+dreg' ({err})") from None
+    return make_objective(k=k, **settings)

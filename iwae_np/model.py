@@ -1,4 +1,4 @@
-r"""The IWAE/VAE model: L diagonal-Gaussian stochastic layers and a Bernoulli decoder (SPEC section 1).
+r"""The IWAE/VAE model: L diagonal-Gaussian stochastic layers and a Bernoulli decoder (paper section 2, appendix C).
 
 Generative model :math:`p_\theta` and recognition model :math:`q_\phi` (paper section 2 and appendix C)::
 
@@ -27,7 +27,9 @@ from .special import sigmoid
 from .tree import flatten_tree, tree_dtype
 
 __all__ = ["Architecture", "PRESETS", "get_architecture", "init_params", "architecture_of",
-           "sample_eps", "sample_posterior", "log_weight_terms", "log_importance_weights",
+           "sample_eps", "gaussian_layer", "sample_posterior", "recognition_stats",
+           "generative_log_density_terms", "recognition_log_density_terms", "generative_log_density",
+           "recognition_log_density", "log_weight_terms", "log_importance_weights",
            "sample_generative", "validate_params", "validate_x", "validate_eps", "network_names"]
 
 
@@ -229,8 +231,13 @@ def sample_eps(rng, params_or_arch, k, batch, dtype=None):
 # the model
 
 
-def _gaussian_head(net, a):
-    """``(mu, log_sigma)`` of a Gaussian layer from its MLP's input ``a``."""
+def gaussian_layer(net, a):
+    r"""``(mu, log_sigma)`` of a diagonal-Gaussian layer: its tanh MLP on the input ``a``, then two linear heads.
+
+    .. math:: t = \mathrm{MLP}(a), \qquad \mu = t W_\mu + b_\mu, \qquad \log\sigma = t W_{\log\sigma} + b_{\log\sigma}
+
+    The same function for every Gaussian of the paper: ``q(h_1|x)``, ``q(h_{l+1}|h_l)`` and ``p(h_l|h_{l+1})``.
+    """
     top = tanh_mlp(net, a)
     return dense(net["mu"], top), dense(net["log_sigma"], top)
 
@@ -249,19 +256,67 @@ def sample_posterior(params, x, eps):
     L = len(eps)
     h, q_stats, below = [], [], x
     for l in range(1, L + 1):
-        mu, log_sigma = _gaussian_head(params[f"q_h{l}"], below)  # (batch, d) for l = 1, else (k, batch, d)
+        mu, log_sigma = gaussian_layer(params[f"q_h{l}"], below)  # (batch, d) for l = 1, else (k, batch, d)
         below = mu + anp.exp(log_sigma) * eps[l - 1]  # (k, batch, d_l)
         h.append(below)
         q_stats.append((mu, log_sigma))
     return h, q_stats
 
 
+def recognition_stats(params, x, h):
+    """``[(mu, log_sigma)]`` of ``q(h_1|x)``, ``q(h_2|h_1)``, ... at given latents ``h`` (only the ``q_*`` networks are used)."""
+    below, stats = x, []
+    for l in range(1, len(h) + 1):
+        stats.append(gaussian_layer(params[f"q_h{l}"], below))
+        below = h[l - 1]
+    return stats
+
+
+def generative_log_density_terms(params, x, h):
+    r"""The terms of :math:`\log p_\theta(x, h)`: ``{"log_p_x_given_h1", "log_p_h{l}_given_h{l+1}", "log_p_h{L}"}``, each ``(k, batch)``."""
+    L = len(h)
+    terms = {"log_p_x_given_h1": bernoulli_log_likelihood(x, dense(params["p_x"]["logits"],
+                                                                   tanh_mlp(params["p_x"], h[0])))}
+    for l in range(1, L):
+        mu, log_sigma = gaussian_layer(params[f"p_h{l}"], h[l])
+        terms[f"log_p_h{l}_given_h{l + 1}"] = gaussian_log_density(h[l - 1], mu, log_sigma)
+    terms[f"log_p_h{L}"] = standard_normal_log_density(h[L - 1])
+    return terms
+
+
+def recognition_log_density_terms(h, q_stats):
+    r"""The terms of :math:`\log q_\phi(h|x)`: ``{"log_q_h1_given_x", "log_q_h{l+1}_given_h{l}"}``, each ``(k, batch)``,
+    from the latents and the ``(mu, log_sigma)`` of each layer (:func:`sample_posterior`, :func:`recognition_stats`)."""
+    return {f"log_q_h{l}_given_{'x' if l == 1 else f'h{l - 1}'}": gaussian_log_density(h[l - 1], mu, log_sigma)
+            for l, (mu, log_sigma) in enumerate(q_stats, start=1)}
+
+
+def _total(terms):
+    total = 0.0
+    for term in terms.values():
+        total = total + term
+    return total
+
+
+def generative_log_density(params, x, h):
+    r""":math:`\log p_\theta(x, h) = \log p(x|h_1) + \sum_{l<L} \log p(h_l|h_{l+1}) + \log p(h_L)`, shape ``(k, batch)``."""
+    return _total(generative_log_density_terms(params, x, h))
+
+
+def recognition_log_density(params, x, h):
+    r""":math:`\log q_\phi(h|x) = \log q(h_1|x) + \sum_{l<L} \log q(h_{l+1}|h_l)` at given latents ``h``, shape ``(k, batch)``.
+
+    Only the ``q_*`` networks of ``params`` are used. With stopped latents this is what RWS's wake-phi step ascends.
+    """
+    return _total(recognition_log_density_terms(h, recognition_stats(params, x, h)))
+
+
 def log_weight_terms(params, x, eps, log_q_params=None, validate=True):
-    r"""All the parts of the log importance weights for the samples given by ``eps`` (SPEC section 2).
+    r"""All the parts of the log importance weights for the samples given by ``eps`` (paper section 3).
 
     .. math::
-        \log w = \log p(x|h_1) + \sum_{l<L} \log p(h_l|h_{l+1}) + \log p(h_L)
-                 - \log q(h_1|x) - \sum_{l<L} \log q(h_{l+1}|h_l)
+        \log w = \underbrace{\log p(x|h_1) + \sum_{l<L} \log p(h_l|h_{l+1}) + \log p(h_L)}_{\log p(x, h)}
+                 - \underbrace{\log q(h_1|x) - \sum_{l<L} \log q(h_{l+1}|h_l)}_{\log q(h|x)}
 
     Returns a dict with
 
@@ -269,7 +324,8 @@ def log_weight_terms(params, x, eps, log_q_params=None, validate=True):
     - ``"terms"``: each log density, ``(k, batch)``, keyed ``log_p_x_given_h1``,
       ``log_p_h{l}_given_h{l+1}``, ``log_p_h{L}`` (the prior), ``log_q_h1_given_x``,
       ``log_q_h{l+1}_given_h{l}``;
-    - ``"log_w"``: ``(k, batch)``.
+    - ``"log_p"``, ``"log_q"``: :math:`\log p(x, h)` and :math:`\log q(h|x)`, ``(k, batch)``;
+    - ``"log_w"``: their difference, ``(k, batch)``.
 
     ``log_q_params``, if given, is a parameter tree whose ``q_*`` networks evaluate the
     ``log q`` terms at the sampled latents, while the latents themselves are still sampled with
@@ -281,34 +337,17 @@ def log_weight_terms(params, x, eps, log_q_params=None, validate=True):
         arch = architecture_of(params)
         x = validate_x(x, arch.x_dim, dtype)
         validate_eps(eps, arch.latent_dims, x.shape[0], dtype)
-    L = len(eps)
-    h, q_stats = sample_posterior(params, x, eps)
+    h, q_stats = sample_posterior(params, x, eps)  # the recognition networks run once, for sampling and log q
     if log_q_params is not None:
-        below, q_stats = x, []
-        for l in range(1, L + 1):
-            q_stats.append(_gaussian_head(log_q_params[f"q_h{l}"], below))
-            below = h[l - 1]
-
-    terms = {}
-    terms["log_p_x_given_h1"] = bernoulli_log_likelihood(x, dense(params["p_x"]["logits"],
-                                                                  tanh_mlp(params["p_x"], h[0])))
-    for l in range(1, L):
-        mu, log_sigma = _gaussian_head(params[f"p_h{l}"], h[l])
-        terms[f"log_p_h{l}_given_h{l + 1}"] = gaussian_log_density(h[l - 1], mu, log_sigma)
-    terms[f"log_p_h{L}"] = standard_normal_log_density(h[L - 1])
-    for l in range(1, L + 1):
-        mu, log_sigma = q_stats[l - 1]
-        given = "x" if l == 1 else f"h{l - 1}"
-        terms[f"log_q_h{l}_given_{given}"] = gaussian_log_density(h[l - 1], mu, log_sigma)
-
-    log_w = 0.0
-    for name, term in terms.items():  # (k, batch)
-        log_w = log_w + term if name.startswith("log_p") else log_w - term
-    return {"h": h, "terms": terms, "log_w": log_w}
+        q_stats = recognition_stats(log_q_params, x, h)
+    p_terms = generative_log_density_terms(params, x, h)
+    q_terms = recognition_log_density_terms(h, q_stats)
+    log_p, log_q = _total(p_terms), _total(q_terms)
+    return {"h": h, "terms": {**p_terms, **q_terms}, "log_p": log_p, "log_q": log_q, "log_w": log_p - log_q}
 
 
 def log_importance_weights(params, x, eps, log_q_params=None, validate=True):
-    r"""``log w_i = log p(x, h_i) - log q(h_i | x)``, shape ``(k, batch)`` (paper section 3)."""
+    r"""``log w_i = log p(x, h_i) - log q(h_i | x)`` with :math:`h_i` from ``eps``, shape ``(k, batch)`` (paper section 3)."""
     return log_weight_terms(params, x, eps, log_q_params, validate)["log_w"]
 
 
@@ -326,7 +365,7 @@ def sample_generative(params, rng, n):
     h = [None] * L
     h[L - 1] = rng.standard_normal((n, arch.latent_dims[-1])).astype(dtype)
     for l in range(L - 1, 0, -1):  # h_l ~ p(h_l | h_{l+1})
-        mu, log_sigma = _gaussian_head(params[f"p_h{l}"], h[l])
+        mu, log_sigma = gaussian_layer(params[f"p_h{l}"], h[l])
         h[l - 1] = mu + np.exp(log_sigma) * rng.standard_normal(mu.shape).astype(dtype)
     x_mean = sigmoid(dense(params["p_x"]["logits"], tanh_mlp(params["p_x"], h[0])))
     x = (rng.uniform(size=x_mean.shape) < x_mean).astype(dtype)

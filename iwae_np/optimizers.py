@@ -10,10 +10,14 @@ import numpy as np
 
 from .tree import check_same_structure, flatten_tree, tree_map, unflatten_tree
 
-__all__ = ["adam_init", "adam_update", "PAPER_ADAM"]
+__all__ = ["adam_init", "adam_update", "PAPER_ADAM", "NonFiniteGradientError"]
 
 #: The paper's Adam hyperparameters.
 PAPER_ADAM = {"b1": 0.9, "b2": 0.999, "eps": 1e-4}
+
+
+class NonFiniteGradientError(ValueError):
+    """A gradient with NaN or infinite entries: :func:`adam_update` refuses to take the step."""
 
 
 def adam_init(params):
@@ -38,8 +42,8 @@ def adam_update(params, grads, state, lr, b1=0.9, b2=0.999, eps=1e-4):
     Returns ``(new_params, new_state)``; the inputs are not modified (only fresh temporaries are
     updated in place). Every array keeps the
     dtype of its parameter (the hyperparameters are Python floats). Raises ``ValueError`` when
-    ``grads`` (or the state) does not have the structure and shapes of ``params``, or a gradient
-    is not finite.
+    ``grads`` (or the state) does not have the structure and shapes of ``params``, and
+    :class:`NonFiniteGradientError` (a ``ValueError``) when a gradient is not finite.
     """
     check_same_structure(grads, params, what="gradient tree")
     check_same_structure(state["m"], params, what="Adam state 'm'")
@@ -48,7 +52,7 @@ def adam_update(params, grads, state, lr, b1=0.9, b2=0.999, eps=1e-4):
     flat_m, flat_v = flatten_tree(state["m"]), flatten_tree(state["v"])
     for name, g in flat_grads.items():
         if not np.all(np.isfinite(g)):
-            raise ValueError(f"gradient of {name!r} is not finite; refusing to update")
+            raise NonFiniteGradientError(f"gradient of {name!r} is not finite; refusing to update")
     t = state["t"] + 1
     c1, c2 = 1 - b1 ** t, 1 - b2 ** t  # bias corrections
     # m_hat / (sqrt(v_hat) + eps) = (sqrt(c2) / c1) * m / (sqrt(v) + eps sqrt(c2)): Kingma & Ba's

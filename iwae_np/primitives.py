@@ -28,9 +28,10 @@ import numpy as np
 from autograd.extend import Box, defvjp_argnums, primitive
 
 __all__ = ["affine", "tanh_affine", "bernoulli_logit_log_likelihood", "diagonal_gaussian_log_density",
-           "layer_dict", "unbroadcast"]
+           "layer_dict", "unbroadcast", "LOG_2PI"]
 
-_LOG_2PI = math.log(2.0 * math.pi)
+#: :math:`\log 2\pi`, the constant of every Gaussian log density.
+LOG_2PI = math.log(2.0 * math.pi)
 
 
 def layer_dict(layer):
@@ -281,7 +282,7 @@ def diagonal_gaussian_log_density(h, mu, log_sigma):
     Summed over the last axis; the arguments broadcast (``h (k, batch, d)`` against ``mu, log_sigma (batch, d)``).
     """
     z = (h - mu) * np.exp(-log_sigma)  # (..., d); exp(-log sigma) rather than a division by sigma
-    return -0.5 * np.sum(_LOG_2PI + 2.0 * log_sigma + z * z, axis=-1)
+    return -0.5 * np.sum(LOG_2PI + 2.0 * log_sigma + z * z, axis=-1)
 
 
 # VJP, with z = (h - mu) e^{-s} and f = -1/2 sum_j [log 2pi + 2 s_j + z_j^2]:

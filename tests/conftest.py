@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from iwae_np.model import Architecture, init_params, sample_eps
-from iwae_np.tree import tree_map
+from iwae_np.verify.problems import SMALL_ARCHITECTURES, random_problem
 
 
 @pytest.fixture
@@ -11,16 +10,9 @@ def rng():
 
 
 def small_problem(arch, k, batch, seed=0, dtype=np.float64, scale=0.3):
-    """A small random model (parameters perturbed off Glorot/zero), binary x and noise eps."""
-    rng = np.random.default_rng(seed)
-    params = init_params(arch, rng, dtype)
-    params = tree_map(lambda p: p + (scale * rng.standard_normal(p.shape)).astype(dtype), params)
-    x = (rng.uniform(size=(batch, arch.x_dim)) < 0.5).astype(dtype)
-    eps = sample_eps(rng, params, k, batch)
-    return params, x, eps
+    """A small random model (parameters perturbed off Glorot/zero), binary x and noise eps, from ``seed``."""
+    return random_problem(arch, k, batch, np.random.default_rng(seed), dtype, scale)
 
 
-TINY = {
-    "one-layer": Architecture(12, (3,), ((6, 5),), ((5, 6),)),
-    "two-layer": Architecture(12, (4, 2), ((6, 5), (4, 3)), ((5, 6), (3, 4))),
-}
+#: The small architectures of ``iwae-np check``.
+TINY = SMALL_ARCHITECTURES

@@ -1,9 +1,8 @@
 import subprocess
 import sys
 
-import numpy as np
 
-import iwae_np.gradcheck as gradcheck
+import iwae_np.verify.gradcheck as gradcheck
 from iwae_np.cli import main
 
 

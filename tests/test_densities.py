@@ -1,6 +1,5 @@
 import math
 
-import autograd.numpy as anp
 import numpy as np
 import scipy.special
 import scipy.stats

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.special
 
-from iwae_np.evaluation import (MAX_CHUNK_ELEMENTS, active_units, iwae_log_likelihood, sample_chunk_size,
+from iwae_np.experiments.evaluation import (MAX_CHUNK_ELEMENTS, active_units, iwae_log_likelihood, sample_chunk_size,
                                 streaming_logsumexp_update)
 from iwae_np.model import PRESETS, Architecture, init_params
 from iwae_np.tree import tree_map

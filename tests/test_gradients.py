@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from iwae_np.bounds import iwae_objective, vae_objective
-from iwae_np.gradcheck import FD_RTOL, IDENTITY_RTOL, compare_gradients, finite_difference_gradient
+from iwae_np.verify.gradcheck import FD_RTOL, IDENTITY_RTOL, compare_gradients, finite_difference_gradient
 from iwae_np.gradients import (average_gradient, importance_weighted_gradient, iwae_gradient,
                                log_weight_gradients, vae_gradient)
 from iwae_np.tree import flatten_tree, tree_map

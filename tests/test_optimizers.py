@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from iwae_np.optimizers import adam_init, adam_update
-from iwae_np.training import train_step
+from iwae_np.experiments.training import train_step
 from iwae_np.tree import flatten_tree, tree_map
 
 from conftest import TINY, small_problem

@@ -7,7 +7,7 @@ import pytest
 import scipy.special
 from autograd import grad
 
-from iwae_np.gradcheck import FD_RTOL, compare_gradients, finite_difference_gradient
+from iwae_np.verify.gradcheck import FD_RTOL, compare_gradients, finite_difference_gradient
 from iwae_np.primitives import (affine, bernoulli_logit_log_likelihood, diagonal_gaussian_log_density,
                                 layer_dict, tanh_affine, unbroadcast)
 

@@ -6,7 +6,7 @@ import pytest
 
 from iwae_np.cli import main
 from iwae_np.estimators import estimate_gradient
-from iwae_np.snr import (SNR_ESTIMATORS, RunningMoments, effective_sample_size, estimator_gradients,
+from iwae_np.experiments.snr import (SNR_ESTIMATORS, RunningMoments, effective_sample_size, estimator_gradients,
                          fit_slopes, gradient_snr, load_model_params, snr_study, summarize_snr)
 from iwae_np.tree import flatten_tree
 

@@ -6,10 +6,11 @@ import types
 import numpy as np
 import pytest
 
-from iwae_np import training
+from iwae_np.experiments import training
 from iwae_np.model import Architecture
-from iwae_np.training import (NonFiniteLossError, TrainConfig, load_checkpoint, paper_schedule, save_checkpoint,
-                              train)
+from iwae_np.experiments.checkpoints import load_checkpoint, load_params, save_checkpoint
+from iwae_np.experiments.schedule import paper_schedule
+from iwae_np.experiments.training import NonFiniteLossError, TrainConfig, train
 from iwae_np.tree import flatten_tree
 
 D = 12
@@ -145,16 +146,22 @@ def test_resume_refuses_another_configuration_and_fresh_run_refuses_existing(tmp
         train(toy_dataset(seed=1), config(schedule=paper_schedule(1)), tmp_path, resume=True, progress=False)
 
 
+def _register_objective(monkeypatch, name, fn):
+    """Make the training loop find ``fn`` under ``name`` (a test-only objective)."""
+    real_get = training.get_objective
+    monkeypatch.setattr(training, "get_objective", lambda n, k=None: fn if n == name else real_get(n, k))
+
+
 def test_nonfinite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = training.OBJECTIVES["iwae"]
+    real = training.get_objective("iwae")
 
     def explodes(params, x, eps):
         calls["n"] += 1
         bound, grads = real(params, x, eps)
         return (float("nan"), grads) if calls["n"] == 20 else (bound, grads)
 
-    monkeypatch.setitem(training.OBJECTIVES, "explodes", explodes)
+    _register_objective(monkeypatch, "explodes", explodes)
     cfg = config(objective="explodes", monitor_size=0)
     with pytest.raises(NonFiniteLossError, match=r"stage 1, pass 2, step 2 \(global step 20\).*nan.*after global step 9"):
         train(toy_dataset(), cfg, tmp_path, progress=False, checkpoint_every=1e9)
@@ -164,14 +171,14 @@ def test_nonfinite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint
 
 
 def test_nonfinite_gradient_is_reported_as_such(tmp_path, monkeypatch):
-    real = training.OBJECTIVES["vae"]
+    real = training.get_objective("vae")
 
     def bad_gradient(params, x, eps):
         bound, grads = real(params, x, eps)
         grads["p_x"]["logits"]["b"] = grads["p_x"]["logits"]["b"] * np.inf
         return bound, grads
 
-    monkeypatch.setitem(training.OBJECTIVES, "bad", bad_gradient)
+    _register_objective(monkeypatch, "bad", bad_gradient)
     with pytest.raises(NonFiniteLossError, match="global step 1.*p_x/logits/b.*no checkpoint had been written"):
         train(toy_dataset(), config(objective="bad"), tmp_path, progress=False)
 
@@ -180,7 +187,7 @@ def test_init_from_parameters_starts_a_fresh_schedule(tmp_path):
     ds = toy_dataset()
     first = train(ds, config(schedule=paper_schedule(1), objective="vae", k=1), tmp_path / "vae", progress=False)
     cont = train(ds, config(schedule=paper_schedule(2, start_stage=1), init_from=str(tmp_path / "vae")),
-                 tmp_path / "iwae", params=training.load_params(tmp_path / "vae"), progress=False)
+                 tmp_path / "iwae", params=load_params(tmp_path / "vae"), progress=False)
     ck = load_checkpoint(tmp_path / "iwae")
     assert ck["opt_state"]["t"] == cont["global_step"] == 3 * math.ceil(60 / 7)
     assert not np.array_equal(cont["params"]["p_x"]["logits"]["W"], first["params"]["p_x"]["logits"]["W"])

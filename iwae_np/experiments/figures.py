@@ -6,6 +6,7 @@ r"""Figures of the paper's experiments, as PNG files (matplotlib's Agg renderer,
 - :func:`plot_active_units`: the histogram of :math:`\log A_u` per stochastic layer (the paper's
   bimodal figure), with the threshold :math:`A_u = 0.01`.
 - :func:`plot_nll_vs_k`: test NLL against k for VAE and IWAE (and the paper's numbers).
+- :func:`make_table_figures`: all of them for a finished ``iwae-np table`` directory.
 
 Each function takes plain data (histories, arrays, result dicts), writes ``path`` and returns it.
 Figures are built with :class:`matplotlib.figure.Figure` directly, so importing this module
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["plot_training_curves", "plot_samples_and_reconstructions", "plot_active_units", "plot_nll_vs_k",
-           "image_grid"]
+           "image_grid", "make_table_figures", "dataset_of_result"]
 
 
 def _figure(**kw):
@@ -73,10 +74,10 @@ def image_grid(images, rows, side=28):
 
 def plot_samples_and_reconstructions(params, x, rng, path, n=10, title=None):
     """Rows: ``n`` binary test images ``x``, their reconstructions, and ``n`` generative samples (pixel means)."""
-    from .model import sample_eps, sample_generative, sample_posterior
-    from .networks import dense, tanh_mlp
-    from .special import sigmoid
-    from .tree import tree_map
+    from ..model import sample_eps, sample_generative, sample_posterior
+    from ..networks import dense, tanh_mlp
+    from ..special import sigmoid
+    from ..tree import tree_map
 
     params = tree_map(lambda p: np.asarray(p, dtype=np.float64), params)
     x = np.asarray(x, dtype=np.float64)[:n]
@@ -158,3 +159,48 @@ def plot_nll_vs_k(results, path, paper=None, title=None, paper_title="the paper"
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def make_table_figures(results, fig_dir, data_name):
+    """NLL against k, training curves, log A_u histograms and samples of the best cell: their paths."""
+    from .checkpoints import load_params
+    from .table import PAPER_TABLE1, paper_key
+
+    fig_dir = Path(fig_dir)
+    paths = []
+    key = paper_key(data_name)
+    paper = {}
+    for (d, L, k), (vn, _, iwn, _) in PAPER_TABLE1.items():
+        if d == key:
+            paper[("vae", L, k)], paper[("iwae", L, k)] = vn, iwn
+    paths.append(plot_nll_vs_k(results, fig_dir / "nll_vs_k.png", paper=paper,
+                                       title=f"Test NLL against k: {data_name}, this run",
+                                       paper_title=f"the paper's Table 1 ({key}, 3,280 passes)"))
+    own = [r for r in results if not r.get("shared_with")]
+    for L in sorted({r["layers"] for r in own}):
+        rs = [r for r in own if r["layers"] == L]
+        paths.append(plot_training_curves(
+            {f"{r['objective'].upper()} k={r['k']}": r["history"] for r in rs},
+            fig_dir / f"training_curves_L{L}.png",
+            title=f"{data_name}, {L} stochastic layer(s); solid: test, dashed: training subset"))
+        kmax = max(r["k"] for r in rs)
+        au = {f"{r['objective'].upper()} k={r['k']}": [np.asarray(v) for v in r["active_unit_values"]]
+              for r in rs if r["k"] == kmax}
+        paths.append(plot_active_units(au, fig_dir / f"active_units_L{L}.png",
+                                               title=f"log A_u, {data_name}, {L} layer(s), k={kmax}"))
+        best = min(rs, key=lambda r: r["test_nll"])
+        ds = dataset_of_result(best)
+        if ds is not None and int(round(np.sqrt(ds.test.shape[1]))) ** 2 == ds.test.shape[1]:
+            paths.append(plot_samples_and_reconstructions(
+                load_params(best["run_dir"]), ds.binarized_test(seed=0), np.random.default_rng(0),
+                fig_dir / f"samples_L{L}.png",
+                title=f"{best['objective'].upper()} k={best['k']}: test images, reconstructions, samples"))
+    return paths
+
+
+def dataset_of_result(result):
+    """The data set a table cell was trained on, reloaded from its checkpoint's record (None if it has none)."""
+    from ..data import dataset_from_spec
+    from .checkpoints import load_checkpoint
+    spec = load_checkpoint(result["run_dir"])["meta"]["config"]["data"]
+    return dataset_from_spec(spec) if spec.get("name") else None

@@ -15,25 +15,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bounds import iwae_objective, vae_objective
-from .gradients import (average_gradient, importance_weighted_gradient, iwae_gradient,
-                        log_weight_gradients, vae_gradient)
-from .model import Architecture, init_params, sample_eps
-from .tree import flatten_tree, tree_map, unflatten_tree
+from ..bounds import iwae_objective, vae_objective
+from ..gradients import (average_gradient, importance_weighted_gradient, iwae_gradient,
+                         log_weight_gradients, vae_gradient)
+from ..tree import flatten_tree, unflatten_tree
+from .compare import array_error
+from .problems import SMALL_ARCHITECTURES, random_problem
 
 __all__ = ["finite_difference_gradient", "compare_gradients", "GradientCheckRow", "check_model",
-           "SMALL_ARCHITECTURES", "FD_RTOL", "IDENTITY_RTOL"]
+           "format_table", "FD_RTOL", "IDENTITY_RTOL"]
 
 #: Tolerances in float64: finite differences (truncation + rounding ~1e-9) and identities (rounding).
 FD_RTOL = 1e-6
 IDENTITY_RTOL = 1e-10
-
-#: Small models with the structure of the paper's two architectures, for fast exhaustive checks.
-SMALL_ARCHITECTURES = {
-    "one-layer": Architecture(12, (3,), ((6, 5),), ((5, 6),)),
-    "two-layer": Architecture(12, (4, 2), ((6, 5), (4, 3)), ((5, 6), (3, 4))),
-}
-
 
 def finite_difference_gradient(f, params, step=1e-5):
     r"""Central differences :math:`\partial f / \partial p_j \approx [f(p + h e_j) - f(p - h e_j)] / 2h`.
@@ -72,32 +66,16 @@ class GradientCheckRow:
 
 
 def compare_gradients(test, reference):
-    """``{name: (max abs error, max rel error)}`` per array; rel is ``max|a - r| / max|r|``."""
+    """``{name: (max abs error, max rel error)}`` per array of two trees (:func:`iwae_np.verify.compare.array_error`)."""
     test, reference = flatten_tree(test), flatten_tree(reference)
-    out = {}
-    for name, r in reference.items():
-        a = test[name]
-        abs_err = float(np.max(np.abs(a - r))) if np.size(r) else 0.0
-        scale = float(np.max(np.abs(r))) if np.size(r) else 0.0
-        rel = abs_err / scale if scale > 0 else (0.0 if abs_err == 0 else np.inf)
-        out[name] = (abs_err, rel)
-    return out
-
-
-def random_small_model(arch, rng, dtype=np.float64):
-    """A small model with random (not just Glorot/zero) parameters, so no gradient is trivially 0."""
-    params = init_params(arch, rng, dtype)
-    return tree_map(lambda p: p + (0.3 * rng.standard_normal(p.shape)).astype(dtype), params)
+    return {name: array_error(test[name], r)[::2] for name, r in reference.items()}
 
 
 def check_model(arch_name="one-layer", k=5, batch=3, seed=0, step=1e-5,
                 fd_rtol=FD_RTOL, identity_rtol=IDENTITY_RTOL, objectives=("vae", "iwae")):
     """Rows of :class:`GradientCheckRow` for both objectives and both references on one small model."""
     arch = SMALL_ARCHITECTURES[arch_name] if isinstance(arch_name, str) else arch_name
-    rng = np.random.default_rng(seed)
-    params = random_small_model(arch, rng)
-    x = (rng.uniform(size=(batch, arch.x_dim)) < 0.5).astype(np.float64)
-    eps = sample_eps(rng, params, k, batch)
+    params, x, eps = random_problem(arch, k, batch, np.random.default_rng(seed))
     objective_fns = {"vae": (vae_objective, vae_gradient, average_gradient),
                      "iwae": (iwae_objective, iwae_gradient, importance_weighted_gradient)}
     log_w, per_sample = log_weight_gradients(params, x, eps)

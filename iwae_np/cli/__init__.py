@@ -1,4 +1,4 @@
-"""The ``iwae-np`` command line: a thin dispatcher over the modules in :mod:`iwae_np.commands`.
+"""The ``iwae-np`` command line: a thin dispatcher over the modules of this package.
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
 """
@@ -10,13 +10,13 @@ __all__ = ["main", "COMMANDS"]
 
 #: Subcommand name -> module implementing it.
 COMMANDS = {
-    "check": "iwae_np.commands.check",
-    "train": "iwae_np.commands.train",
-    "evaluate": "iwae_np.commands.evaluate",
-    "table": "iwae_np.commands.table",
-    "plot": "iwae_np.commands.plot",
-    "oracle": "iwae_np.commands.oracle",
-    "snr": "iwae_np.commands.snr",
+    "check": "iwae_np.cli.check",
+    "train": "iwae_np.cli.train",
+    "evaluate": "iwae_np.cli.evaluate",
+    "table": "iwae_np.cli.table",
+    "plot": "iwae_np.cli.plot",
+    "oracle": "iwae_np.cli.oracle",
+    "snr": "iwae_np.cli.snr",
 }
 
 
@@ -25,7 +25,7 @@ def build_parser():
         prog="iwae-np",
         description="Importance Weighted Autoencoders in NumPy + autograd: a reference implementation "
                     "of Burda, Grosse & Salakhutdinov (ICLR 2016).")
-    from . import __version__
+    from .. import __version__
     parser.add_argument("--version", action="version", version=f"iwae-np {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
@@ -52,6 +52,3 @@ def main(argv=None):
         print(f"iwae-np {args.command}: interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,7 +21,7 @@ def add_arguments(p):
 
 
 def run(args):
-    from ..gradcheck import check_model, format_table
+    from ..verify.gradcheck import check_model, format_table
     if any(k < 1 for k in args.k):
         raise ValueError(f"the number of samples k must be >= 1, got {args.k}")
     if args.batch < 1:

@@ -1,4 +1,4 @@
-r"""Evaluation of a trained model (SPEC section 7): the test log-likelihood estimate and active units.
+r"""Evaluation of a trained model (paper section 5): the test log-likelihood estimate and active units.
 
 - :func:`iwae_log_likelihood`: :math:`\mathcal L_k` per example with ``k = 5000`` by default, the
   paper's estimate of :math:`\log p(x)`. The k samples are processed in chunks and combined with a
@@ -7,18 +7,27 @@ r"""Evaluation of a trained model (SPEC section 7): the test log-likelihood esti
 - :func:`active_units`: :math:`A_u = \operatorname{Cov}_x(\mathbb E_{q(u|x)}[u])` per stochastic
   unit; a unit is active when :math:`A_u > 0.01` (paper section 5.2).
 
+- :func:`evaluate_run`: test NLL :math:`-\mathcal L_{5000}`, the NLL on a subset of the training set
+  (the over-fitting gap) and active units of a trained run directory, as a JSON-ready dict.
+
 Evaluation runs in float64 by default, also for models trained in float32 (their parameters are
 cast up; the estimate is then not limited by float32 rounding of the log weights).
 """
 import math
+import time
 
 import numpy as np
 
-from .model import architecture_of, log_importance_weights, sample_posterior, validate_params, validate_x
-from .tree import tree_map
+from ..data import binarize
+from ..model import architecture_of, log_importance_weights, sample_posterior, validate_params, validate_x
+from ..tree import tree_map
+from .checkpoints import load_checkpoint
 
 __all__ = ["streaming_logsumexp_update", "iwae_log_likelihood", "sample_chunk_size", "active_units",
-           "ACTIVE_UNIT_THRESHOLD", "MAX_CHUNK_ELEMENTS"]
+           "evaluate_run", "ACTIVE_UNIT_THRESHOLD", "MAX_CHUNK_ELEMENTS", "EVALUATION_NAME"]
+
+#: The file :func:`evaluate_run`'s result is written to in a run directory (by ``iwae-np evaluate`` and ``table``).
+EVALUATION_NAME = "evaluation.json"
 
 #: A unit is active when the variance over x of its posterior mean exceeds this (paper section 5.2).
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -144,3 +153,68 @@ def active_units(params, x, rng, threshold=ACTIVE_UNIT_THRESHOLD, batch_size=100
     values = [np.var(np.concatenate(mu_l), axis=0, ddof=1) for mu_l in means]  # (d_l,)
     return {"values": values, "counts": [int(np.sum(v > threshold)) for v in values],
             "threshold": float(threshold)}
+
+
+# ---------------------------------------------------------------------------------------------
+# a trained run
+
+
+def _binarized_train_subset(dataset, n, seed):
+    x = np.asarray(dataset.train)[:n]
+    if getattr(dataset, "fixed_binarization", False):
+        return x
+    return binarize(x, np.random.default_rng((seed, 3)))
+
+
+def evaluate_run(run_dir, dataset, k=5000, train_subset=1000, seed=0, batch_size=100, chunk_size=None,
+                 progress=False):
+    r"""Evaluate the model in ``run_dir``: test and training-subset NLL and active units.
+
+    NLL is :math:`-\frac1N \sum_n \mathcal L_k(x_n)` with ``k`` samples (5000, the paper's), on the
+    fixed-seed binarized test set and on the first ``train_subset`` training images (binarized
+    with a fixed seed); the difference is the over-fitting gap. Active units are counted on the
+    test set. Computed in float64. Returns a JSON-ready dict with everything a table row needs.
+    """
+    from .. import __version__
+    ck = load_checkpoint(run_dir)
+    meta, params = ck["meta"], ck["params"]
+    config = meta["config"]
+    t0 = time.monotonic()
+    test = np.asarray(dataset.binarized_test(seed=0))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        n_total = test.shape[0] + (min(train_subset, len(dataset.train)) if train_subset else 0)
+        bar = tqdm(total=n_total, desc=f"L_{k} evaluation", unit="image", mininterval=0.5, dynamic_ncols=True)
+
+    def ticker(offset):
+        if bar is None:
+            return None
+        return lambda done: bar.update(offset + done - bar.n)
+
+    test_L = iwae_log_likelihood(params, test, np.random.default_rng((seed, 0)), k=k, batch_size=batch_size,
+                                 chunk_size=chunk_size, progress=ticker(0))
+    result = {"run_dir": str(run_dir), "data": getattr(dataset, "name", None), "objective": config["objective"],
+              "k": config["k"], "layers": len(config["architecture"]["latent_dims"]),
+              "architecture": config["architecture"], "dtype": config["dtype"], "seed": config["seed"],
+              "status": meta["status"], "total_passes": sum(s["passes"] for s in config["schedule"]),
+              "passes_done": meta["history"][-1]["passes_done"] if meta["history"] else 0,
+              "global_step": meta["position"]["global_step"], "train_wall_time": meta["elapsed"],
+              "schedule": config["schedule"], "eval_k": int(k), "eval_seed": int(seed),
+              "n_test": int(test.shape[0]), "test_nll": float(-np.mean(test_L)),
+              "test_nll_se": float(np.std(test_L, ddof=1) / math.sqrt(len(test_L))) if len(test_L) > 1 else None}
+    if train_subset:
+        xtr = _binarized_train_subset(dataset, train_subset, seed)
+        train_L = iwae_log_likelihood(params, xtr, np.random.default_rng((seed, 1)), k=k, batch_size=batch_size,
+                                      chunk_size=chunk_size, progress=ticker(test.shape[0]))
+        result.update(n_train_eval=int(xtr.shape[0]), train_nll=float(-np.mean(train_L)),
+                      overfitting_gap=float(-np.mean(test_L) + np.mean(train_L)))
+    if bar is not None:
+        bar.close()
+    au = active_units(params, test, np.random.default_rng((seed, 2)))
+    result.update(active_units=au["counts"], active_units_total=int(sum(au["counts"])),
+                  active_unit_threshold=ACTIVE_UNIT_THRESHOLD,
+                  active_unit_values=[v.tolist() for v in au["values"]],
+                  eval_wall_time=time.monotonic() - t0, iwae_np_version=__version__,
+                  history=meta["history"])
+    return result

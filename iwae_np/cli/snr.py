@@ -53,7 +53,7 @@ def _images(name, seed, pixels=784):
     """``(train, test, binarize or None, description)``: gray images to binarize, or binary ones."""
     import numpy as np
     if name == "synthetic":
-        from ..snr import synthetic_images
+        from ..experiments.snr import synthetic_images
         if pixels < 1:
             raise ValueError(f"--pixels must be >= 1, got {pixels}")
         rng = np.random.default_rng([seed, 7])
@@ -68,7 +68,7 @@ def _study(args):
     import numpy as np
 
     from ..model import PRESETS, Architecture, architecture_of
-    from ..snr import load_model_params, plot_snr, snr_study, train_default_model
+    from ..experiments.snr import load_model_params, plot_snr, snr_study, train_default_model
     from ..tree import flatten_tree
 
     for name in ("draws", "batch"):

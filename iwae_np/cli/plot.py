@@ -25,10 +25,10 @@ def add_arguments(p):
 def run(args):
     import numpy as np
 
-    from .. import figures
-    from ..experiments import EVALUATION_NAME
-    from ..training import CHECKPOINT_NAME, load_checkpoint
-    from .table import _dataset_of, make_table_figures
+    from ..experiments import figures
+    from ..experiments.checkpoints import CHECKPOINT_NAME, load_checkpoint
+    from ..experiments.evaluation import EVALUATION_NAME
+    from ..experiments.figures import dataset_of_result, make_table_figures
 
     d = Path(args.dir)
     out = Path(args.out) if args.out else d / "figures"
@@ -50,7 +50,7 @@ def run(args):
             paths.append(figures.plot_active_units({label: [np.asarray(v) for v in ev["active_unit_values"]]},
                                                    out / "active_units.png"))
         result = {"run_dir": str(d)}
-        ds = _dataset_of(result) if meta["config"]["data"].get("name") else None
+        ds = dataset_of_result(result) if meta["config"]["data"].get("name") else None
         if ds is not None:
             paths.append(figures.plot_samples_and_reconstructions(
                 ck["params"], ds.binarized_test(seed=0), np.random.default_rng(args.seed), out / "samples.png",

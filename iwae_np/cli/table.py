@@ -17,7 +17,6 @@ Examples:
   # the paper's full protocol on MNIST (3,280 passes per cell: days per cell on a CPU core)
   iwae-np table --data mnist --download --out runs/table-mnist
 """
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,10 +25,10 @@ HELP = "run the Table 1 grid (VAE/IWAE x k x layers) in parallel and print it be
 
 
 def add_arguments(p):
-    from ..training import OBJECTIVES
+    from ..experiments.table import TABLE_OBJECTIVES
     from .train import add_data_arguments, add_model_arguments, add_schedule_arguments
     p.add_argument("--out", default=None, help="output directory (default runs/table-<data>)")
-    p.add_argument("--objectives", nargs="+", choices=sorted(OBJECTIVES), default=["vae", "iwae"],
+    p.add_argument("--objectives", nargs="+", choices=list(TABLE_OBJECTIVES), default=["vae", "iwae"],
                    help="objectives to compare (default vae iwae)")
     p.add_argument("--k", type=int, nargs="+", default=[1, 5, 50], help="values of k (default 1 5 50)")
     p.add_argument("--layers", type=int, nargs="+", choices=[1, 2], default=[1, 2],
@@ -48,7 +47,10 @@ def add_arguments(p):
 
 
 def run(args):
-    from ..experiments import dataset_from_spec, markdown_table, run_table, table_cells, write_json
+    from ..data import dataset_from_spec
+    from ..experiments.figures import make_table_figures
+    from ..experiments.table import markdown_table, run_table, table_cells, with_shared_k1
+    from ..files import write_json
     from .train import architecture_from_args, config_kwargs_from_args
 
     if any(k < 1 for k in args.k):
@@ -67,7 +69,7 @@ def run(args):
     print(f"{len(cells)} cells on {args.data} into {out}: " + ", ".join(c["name"] for c in cells), file=sys.stderr)
     results = run_table(cells, base, out, eval_opts, jobs=args.jobs, progress=not args.no_progress,
                         log=lambda s: print(s, file=sys.stderr, flush=True))
-    results = _with_shared_k1(results, args.objectives)
+    results = with_shared_k1(results, args.objectives)
     wall = time.monotonic() - t0
     table = markdown_table(results, args.data, ks=args.k, layers=args.layers)
     done = [r for r in results if r.get("status") == "finished"]
@@ -88,62 +90,3 @@ def run(args):
         print("some cells were interrupted; run the same command again to resume them", file=sys.stderr)
         return 130
     return 0
-
-
-def _with_shared_k1(results, objectives):
-    """Report the VAE k = 1 cell in the IWAE column too (they are the same objective)."""
-    if not ("vae" in objectives and "iwae" in objectives):
-        return results
-    out = list(results)
-    have = {(r.get("objective"), r.get("k"), r.get("layers")) for r in results}
-    for r in results:
-        if r.get("objective") == "vae" and r.get("k") == 1 and ("iwae", 1, r["layers"]) not in have:
-            out.append(dict(r, objective="iwae", shared_with=r.get("cell")))
-    return out
-
-
-def make_table_figures(results, fig_dir, data_name):
-    """NLL against k, training curves, log A_u histograms and samples of the best cell: their paths."""
-    import numpy as np
-
-    from .. import figures
-    from ..experiments import PAPER_TABLE1, _paper_key
-    from ..training import load_params
-
-    fig_dir = Path(fig_dir)
-    paths = []
-    key = _paper_key(data_name)
-    paper = {}
-    for (d, L, k), (vn, _, iwn, _) in PAPER_TABLE1.items():
-        if d == key:
-            paper[("vae", L, k)], paper[("iwae", L, k)] = vn, iwn
-    paths.append(figures.plot_nll_vs_k(results, fig_dir / "nll_vs_k.png", paper=paper,
-                                       title=f"Test NLL against k: {data_name}, this run",
-                                       paper_title=f"the paper's Table 1 ({key}, 3,280 passes)"))
-    own = [r for r in results if not r.get("shared_with")]
-    for L in sorted({r["layers"] for r in own}):
-        rs = [r for r in own if r["layers"] == L]
-        paths.append(figures.plot_training_curves(
-            {f"{r['objective'].upper()} k={r['k']}": r["history"] for r in rs},
-            fig_dir / f"training_curves_L{L}.png",
-            title=f"{data_name}, {L} stochastic layer(s); solid: test, dashed: training subset"))
-        kmax = max(r["k"] for r in rs)
-        au = {f"{r['objective'].upper()} k={r['k']}": [np.asarray(v) for v in r["active_unit_values"]]
-              for r in rs if r["k"] == kmax}
-        paths.append(figures.plot_active_units(au, fig_dir / f"active_units_L{L}.png",
-                                               title=f"log A_u, {data_name}, {L} layer(s), k={kmax}"))
-        best = min(rs, key=lambda r: r["test_nll"])
-        ds = _dataset_of(best)
-        if ds is not None and int(round(np.sqrt(ds.test.shape[1]))) ** 2 == ds.test.shape[1]:
-            paths.append(figures.plot_samples_and_reconstructions(
-                load_params(best["run_dir"]), ds.binarized_test(seed=0), np.random.default_rng(0),
-                fig_dir / f"samples_L{L}.png",
-                title=f"{best['objective'].upper()} k={best['k']}: test images, reconstructions, samples"))
-    return paths
-
-
-def _dataset_of(result):
-    from ..experiments import dataset_from_spec
-    from ..training import load_checkpoint
-    spec = load_checkpoint(result["run_dir"])["meta"]["config"]["data"]
-    return dataset_from_spec(spec) if spec.get("name") else None

@@ -94,7 +94,8 @@ def _format_rows(rows):
 
 def _check(args):
     from pathlib import Path
-    from ..oracle import SUITE_INDEX_NAME, check_results, check_suite, load_fixture, load_results, worst_errors
+    from ..oracle.format import SUITE_INDEX_NAME
+    from ..oracle import check_results, check_suite, load_fixture, load_results, worst_errors
     if (Path(args.fixture) / SUITE_INDEX_NAME).exists():
         return _check_suite(args, check_suite(args.fixture, args.results, args.rtol, args.atol))
     fixture = load_fixture(args.fixture)

@@ -11,7 +11,6 @@ prints a summary.
 Example:
   iwae-np evaluate runs/iwae-k5 --k 5000
 """
-import json
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ HELP = "test NLL (L_5000), over-fitting gap and active units of a trained run"
 
 
 def add_arguments(p):
-    from .train import DATA_NAMES
+    from ..data import DATASETS
     p.add_argument("run", help="run directory (or checkpoint file) written by iwae-np train")
     p.add_argument("--k", type=int, default=5000, help="importance samples per test image (default 5000)")
     p.add_argument("--train-subset", type=int, default=1000, metavar="N",
@@ -30,15 +29,17 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=int, default=100, help="test images per pass (default 100)")
     p.add_argument("--chunk-size", type=int, default=None,
                    help="samples per chunk (default: as many as keep the largest array under 64 MiB)")
-    p.add_argument("--data", choices=DATA_NAMES, default=None, help="data set (default: the run's)")
+    p.add_argument("--data", choices=list(DATASETS), default=None, help="data set (default: the run's)")
     p.add_argument("--data-dir", default=None, help="directory holding the data set's files (default: the run's)")
     p.add_argument("--output", default=None, help="where to write the JSON (default RUN/evaluation.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args):
-    from ..experiments import EVALUATION_NAME, dataset_from_spec, evaluate_run, write_json
-    from ..training import load_checkpoint
+    from ..data import dataset_from_spec
+    from ..experiments.checkpoints import load_checkpoint
+    from ..experiments.evaluation import EVALUATION_NAME, evaluate_run
+    from ..files import write_json
 
     if args.k < 1:
         raise ValueError(f"--k must be >= 1, got {args.k}")

@@ -1,29 +1,27 @@
-r"""The paper's experiments end to end: data subsets, evaluating a trained run, and the Table 1 grid.
+r"""The paper's Table 1 end to end: train and evaluate every cell, print it beside the paper's numbers.
 
-- :func:`load_data`: a named data set (:mod:`iwae_np.data`), optionally cut to its first examples.
-- :func:`evaluate_run`: test NLL :math:`-\mathcal L_{5000}`, the NLL on a subset of the training set
-  (the over-fitting gap) and active units of a trained run, as a JSON-ready dict.
 - :func:`table_cells`, :func:`run_table`: the Table 1 grid (VAE and IWAE x k x 1 and 2 stochastic
   layers), cells in parallel processes, finished cells skipped; :func:`markdown_table` prints it
   beside the paper's numbers (:data:`PAPER_TABLE1`).
 """
 import json
-import math
 import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from ..data import dataset_from_spec
+from ..files import write_json
+from ..model import PRESETS
+from .checkpoints import CHECKPOINT_NAME
+from .evaluation import EVALUATION_NAME, evaluate_run
+from .training import NonFiniteLossError, TrainConfig, train
 
-from .evaluation import ACTIVE_UNIT_THRESHOLD, active_units, iwae_log_likelihood
-from .model import PRESETS, Architecture
-from .training import CHECKPOINT_NAME, NonFiniteLossError, TrainConfig, _write_text, load_checkpoint, train
+__all__ = ["PAPER_TABLE1", "PAPER_TABLE3", "TABLE_OBJECTIVES", "table_cells", "run_cell", "run_table",
+           "markdown_table", "cell_name", "with_shared_k1", "paper_key"]
 
-__all__ = ["load_data", "DataSubset", "evaluate_run", "EVALUATION_NAME", "PAPER_TABLE1", "PAPER_TABLE3",
-           "table_cells", "run_cell", "run_table", "markdown_table", "cell_name"]
-
-EVALUATION_NAME = "evaluation.json"
+#: The objectives of the paper's tables.
+TABLE_OBJECTIVES = ("vae", "iwae")
 
 #: The paper's Table 1, test NLL (nats) and active units: {(data, layers, k): (vae_nll, vae_au, iwae_nll, iwae_au)}.
 PAPER_TABLE1 = {
@@ -42,114 +40,6 @@ PAPER_TABLE1 = {
 }
 #: The paper's Table 3 (fixed binarization, 1 layer): {k: (vae_nll, iwae_nll)}.
 PAPER_TABLE3 = {1: (88.71, 88.71), 5: (88.83, 87.63), 50: (89.05, 87.10)}
-
-
-class DataSubset:
-    """A data set cut to its first ``n_train`` training and ``n_test`` test examples (None: all)."""
-
-    def __init__(self, dataset, n_train=None, n_test=None):
-        self.base, self.n_train, self.n_test = dataset, n_train, n_test
-        self.name = dataset.name
-        self.fixed_binarization = bool(getattr(dataset, "fixed_binarization", False))
-        self.train = np.asarray(dataset.train)[:n_train]
-        self.test = np.asarray(dataset.test)[:n_test]
-        self.train_mean = self.train.mean(axis=0) if n_train is not None else np.asarray(dataset.train_mean)
-
-    def binarized_test(self, seed=0):
-        return np.asarray(self.base.binarized_test(seed=seed))[:self.n_test]
-
-
-def load_data(name, root=None, download=False, cache_dir=None, train_subset=None, test_subset=None):
-    """:func:`iwae_np.data.load_dataset`, cut to the first ``train_subset`` / ``test_subset`` examples."""
-    from .data import load_dataset
-    for what, n in (("train_subset", train_subset), ("test_subset", test_subset)):
-        if n is not None and (int(n) != n or n < 2):
-            raise ValueError(f"{what} must be an integer >= 2, got {n}")
-    try:
-        ds = load_dataset(name, root=root, download=download, cache_dir=cache_dir)
-    except (FileNotFoundError, ImportError) as err:  # a missing file or package: a message, not a traceback
-        raise ValueError(str(err)) from err
-    if train_subset is None and test_subset is None:
-        return ds
-    return DataSubset(ds, train_subset, test_subset)
-
-
-def data_spec(args_like):
-    """The ``data`` entry of a :class:`TrainConfig` (what ``--resume`` needs to reload the data)."""
-    return {"name": args_like["name"], "root": args_like.get("root"), "train_subset": args_like.get("train_subset"),
-            "test_subset": args_like.get("test_subset"), "cache_dir": args_like.get("cache_dir")}
-
-
-def dataset_from_spec(spec, download=False):
-    """The data set a :func:`data_spec` describes (downloading missing files if ``download``)."""
-    return load_data(spec["name"], spec.get("root"), download=download, cache_dir=spec.get("cache_dir"),
-                     train_subset=spec.get("train_subset"), test_subset=spec.get("test_subset"))
-
-
-def _binarized_train_subset(dataset, n, seed):
-    x = np.asarray(dataset.train)[:n]
-    if getattr(dataset, "fixed_binarization", False):
-        return x
-    from .data import binarize
-    return binarize(x, np.random.default_rng((seed, 3)))
-
-
-def evaluate_run(run_dir, dataset, k=5000, train_subset=1000, seed=0, batch_size=100, chunk_size=None,
-                 progress=False):
-    r"""Evaluate the model in ``run_dir``: test and training-subset NLL and active units.
-
-    NLL is :math:`-\frac1N \sum_n \mathcal L_k(x_n)` with ``k`` samples (5000, the paper's), on the
-    fixed-seed binarized test set and on the first ``train_subset`` training images (binarized
-    with a fixed seed); the difference is the over-fitting gap. Active units are counted on the
-    test set. Computed in float64. Returns a JSON-ready dict with everything a table row needs.
-    """
-    from . import __version__
-    ck = load_checkpoint(run_dir)
-    meta, params = ck["meta"], ck["params"]
-    config = meta["config"]
-    t0 = time.monotonic()
-    test = np.asarray(dataset.binarized_test(seed=0))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        n_total = test.shape[0] + (min(train_subset, len(dataset.train)) if train_subset else 0)
-        bar = tqdm(total=n_total, desc=f"L_{k} evaluation", unit="image", mininterval=0.5, dynamic_ncols=True)
-
-    def ticker(offset):
-        if bar is None:
-            return None
-        return lambda done: bar.update(offset + done - bar.n)
-
-    test_L = iwae_log_likelihood(params, test, np.random.default_rng((seed, 0)), k=k, batch_size=batch_size,
-                                 chunk_size=chunk_size, progress=ticker(0))
-    result = {"run_dir": str(run_dir), "data": getattr(dataset, "name", None), "objective": config["objective"],
-              "k": config["k"], "layers": len(config["architecture"]["latent_dims"]),
-              "architecture": config["architecture"], "dtype": config["dtype"], "seed": config["seed"],
-              "status": meta["status"], "total_passes": sum(s["passes"] for s in config["schedule"]),
-              "passes_done": meta["history"][-1]["passes_done"] if meta["history"] else 0,
-              "global_step": meta["position"]["global_step"], "train_wall_time": meta["elapsed"],
-              "schedule": config["schedule"], "eval_k": int(k), "eval_seed": int(seed),
-              "n_test": int(test.shape[0]), "test_nll": float(-np.mean(test_L)),
-              "test_nll_se": float(np.std(test_L, ddof=1) / math.sqrt(len(test_L))) if len(test_L) > 1 else None}
-    if train_subset:
-        xtr = _binarized_train_subset(dataset, train_subset, seed)
-        train_L = iwae_log_likelihood(params, xtr, np.random.default_rng((seed, 1)), k=k, batch_size=batch_size,
-                                      chunk_size=chunk_size, progress=ticker(test.shape[0]))
-        result.update(n_train_eval=int(xtr.shape[0]), train_nll=float(-np.mean(train_L)),
-                      overfitting_gap=float(-np.mean(test_L) + np.mean(train_L)))
-    if bar is not None:
-        bar.close()
-    au = active_units(params, test, np.random.default_rng((seed, 2)))
-    result.update(active_units=au["counts"], active_units_total=int(sum(au["counts"])),
-                  active_unit_threshold=ACTIVE_UNIT_THRESHOLD,
-                  active_unit_values=[v.tolist() for v in au["values"]],
-                  eval_wall_time=time.monotonic() - t0, iwae_np_version=__version__,
-                  history=meta["history"])
-    return result
-
-
-def write_json(path, obj):
-    _write_text(Path(path), json.dumps(obj, indent=1) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,7 +169,7 @@ def run_table(cells, base, out_dir, eval_opts, jobs=None, progress=True, log=pri
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _paper_key(data_name):
+def paper_key(data_name):
     if data_name in ("omniglot",):
         return "Omniglot"
     return "MNIST"
@@ -297,7 +187,7 @@ def markdown_table(results, data_name, ks=None, layers=None):
             by[(r["objective"], r["k"], r["layers"])] = r
     ks = sorted({k for (_, k, _) in by}) if ks is None else list(ks)
     layers = sorted({L for (_, _, L) in by}) if layers is None else list(layers)
-    paper_data = _paper_key(data_name)
+    paper_data = paper_key(data_name)
     fixed = data_name == "binarized-mnist"
     label = "paper (Table 3, fixed binarization)" if fixed else f"paper {paper_data}"
     lines = [f"| layers | k | VAE NLL | VAE AU | IWAE NLL | IWAE AU | {label} VAE | {label} IWAE |",
@@ -316,3 +206,15 @@ def markdown_table(results, data_name, ks=None, layers=None):
                 paper = [f"{p[0]:.2f} / {p[1]}", f"{p[2]:.2f} / {p[3]}"] if p else ["–", "–"]
             lines.append(f"| {L} | {k} | " + " | ".join(cells + paper) + " |")
     return "\n".join(lines)
+
+
+def with_shared_k1(results, objectives):
+    """Report the VAE k = 1 cell in the IWAE column too (they are the same objective)."""
+    if not ("vae" in objectives and "iwae" in objectives):
+        return results
+    out = list(results)
+    have = {(r.get("objective"), r.get("k"), r.get("layers")) for r in results}
+    for r in results:
+        if r.get("objective") == "vae" and r.get("k") == 1 and ("iwae", 1, r["layers"]) not in have:
+            out.append(dict(r, objective="iwae", shared_with=r.get("cell")))
+    return out

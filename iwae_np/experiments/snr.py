@@ -1,5 +1,5 @@
 r"""The gradient signal-to-noise ratio study of Rainforth et al. (2018), "Tighter variational bounds are not
-necessarily better" (SPEC section 5).
+necessarily better" (Rainforth et al. 2018, section 4).
 
 For a fixed model and a fixed minibatch ``x``, the gradient of MIWAE(M, K) (IWAE when M = 1) is a random
 vector through the noise ``eps`` only. Over ``n`` independent draws of ``eps``, each parameter j gets
@@ -30,10 +30,10 @@ import math
 import numpy as np
 from autograd.tracer import getval
 
-from .estimators import _objective_functions, _path_log_weights, _weighted_gradients
-from .model import log_importance_weights, sample_eps
-from .special import softmax
-from .tree import flatten_tree
+from ..estimators import bound_and_weights, path_log_weights, weighted_gradients
+from ..model import log_importance_weights, sample_eps
+from ..special import softmax
+from ..tree import flatten_tree
 
 __all__ = ["SNR_ESTIMATORS", "RunningMoments", "estimator_gradients", "effective_sample_size", "gradient_snr",
            "snr_study", "summarize_snr", "fit_slopes", "plot_snr", "synthetic_images", "train_default_model",
@@ -70,9 +70,9 @@ def _group_vector(tree, prefix):
 
 def _gradients_and_log_w(params, x, eps, M):
     objective = "iwae" if M == 1 else "miwae"
-    _, weights_fn = _objective_functions(objective, M=M)
-    log_w, _, (full,) = _weighted_gradients(lambda p: log_importance_weights(p, x, eps), params, weights_fn, "phi")
-    _, _, (stl, dreg) = _weighted_gradients(lambda p: _path_log_weights(p, x, eps), params, weights_fn,
+    _, weights_fn = bound_and_weights(objective, M=M)
+    log_w, _, (full,) = weighted_gradients(lambda p: log_importance_weights(p, x, eps), params, weights_fn, "phi")
+    _, _, (stl, dreg) = weighted_gradients(lambda p: path_log_weights(p, x, eps), params, weights_fn,
                                             "phi", "dreg")
     return log_w, {"theta": _group_vector(full, "p_"), "iwae": _group_vector(full, "q_"),
                    "stl": _group_vector(stl, "q_"), "dreg": _group_vector(dreg, "q_")}
@@ -239,8 +239,8 @@ def train_default_model(x_train, arch, steps, rng, k=5, batch_size=20, lr=1e-3, 
     """A model trained briefly: Glorot init with the output bias from the training mean, then ``steps``
     Adam steps (the paper's settings) on IWAE(k) over minibatches drawn from ``x_train`` (gray or binary
     ``(N, D)``; ``binarize(x, rng)`` is applied to each minibatch when given). float64 parameters."""
-    from .model import init_params
-    from .optimizers import adam_init
+    from ..model import init_params
+    from ..optimizers import adam_init
     from .training import train_step
     params = init_params(arch, rng, np.float64, x_mean=np.mean(x_train, axis=0))
     state = adam_init(params)
@@ -257,8 +257,8 @@ def load_model_params(path):
     import zipfile
     from pathlib import Path
 
-    from .model import validate_params
-    from .tree import tree_map, unflatten_tree
+    from ..model import validate_params
+    from ..tree import tree_map, unflatten_tree
     path = Path(path)
     if not path.exists():
         raise ValueError(f"checkpoint {str(path)!r} does not exist")
@@ -272,5 +272,5 @@ def load_model_params(path):
             params = unflatten_tree(flat)
             validate_params(params)
             return params
-    from .training import load_params  # a training checkpoint
+    from .checkpoints import load_params  # a training checkpoint
     return tree_map(lambda p: np.asarray(p, dtype=np.float64), load_params(path))

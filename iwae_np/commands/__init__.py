@@ -1,1 +1,0 @@
-"""Subcommands of ``iwae-np``; see :mod:`iwae_np.cli`."""

@@ -1,0 +1,396 @@
+r"""Training with the paper's protocol (section 5): one step, the step loop, stages, checkpoints, exact resume.
+
+- :func:`train_step`: one step of stochastic gradient ascent on a bound, with Adam.
+- :class:`TrainConfig`: everything that determines a run (stored in ``config.json`` and every checkpoint).
+- :func:`train`: the loop. Minibatches of 20 drawn without replacement (a fresh permutation each
+  pass), each image binarized afresh when it is used (dynamic binarization), Adam (0.9, 0.999,
+  1e-4), Glorot init, output bias from the training mean, the schedule of
+  :func:`~iwae_np.experiments.schedule.paper_schedule`. All randomness (init, data order,
+  binarization, noise) comes from one generator whose state is in every checkpoint
+  (:mod:`iwae_np.experiments.checkpoints`), so a resumed run ends with bit-identical parameters.
+
+:func:`train` reads as its parts: :func:`start_run` or :func:`resume_run` give a :class:`RunState`;
+:func:`run_steps` takes steps until the schedule ends; :func:`end_stage` monitors, logs and saves.
+"""
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..data import binarize
+from ..estimators import get_objective
+from ..files import write_text
+from ..model import Architecture, architecture_of, init_params, sample_eps, validate_params
+from ..optimizers import PAPER_ADAM, NonFiniteGradientError, adam_init, adam_update
+from ..tree import tree_map
+from .checkpoints import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from .schedule import check_schedule, paper_schedule
+
+__all__ = ["train_step", "TrainConfig", "train", "NonFiniteLossError", "RunState", "start_run", "resume_run",
+           "run_steps", "end_stage", "METRICS_NAME", "CONFIG_NAME"]
+
+METRICS_NAME = "metrics.jsonl"
+CONFIG_NAME = "config.json"
+
+
+def train_step(params, opt_state, x, rng, k, lr, objective="iwae", adam=None):
+    """Sample ``eps`` from ``rng``, take the gradient of the bound and one Adam step on its negative.
+
+    Returns ``(params, opt_state, bound)`` where ``bound`` is the batch-mean value of the bound
+    before the step (a Python float). A non-finite gradient raises
+    :class:`~iwae_np.optimizers.NonFiniteGradientError` and leaves nothing changed.
+    """
+    value_and_gradient = get_objective(objective, k)
+    eps = sample_eps(rng, params, k, np.shape(x)[0])
+    bound, grads = value_and_gradient(params, x, eps)
+    loss_grads = tree_map(lambda g: -g, grads)
+    params, opt_state = adam_update(params, loss_grads, opt_state, lr, **(adam or {}))
+    return params, opt_state, float(bound)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that determines a training run (stored in ``config.json`` and every checkpoint).
+
+    ``architecture``: an :class:`~iwae_np.model.Architecture` (or its ``to_dict``). ``objective``:
+    ``"vae"``, ``"iwae"`` or a canonical name of an objective beyond the paper such as
+    ``"miwae:M=5+dreg"`` (:func:`iwae_np.estimators.get_objective`). ``schedule``: as returned by :func:`paper_schedule`. ``adam``:
+    Adam's ``b1, b2, eps``. ``dtype``: of the parameters during training. ``monitor_k`` and
+    ``monitor_size``: the bound :math:`\\mathcal L_k` reported in the metrics after every stage, on
+    that many test and training examples (0 turns it off). ``data``: a description of the data
+    set (name, directory, subset), for the record and for ``--resume``. ``init_from``: the
+    checkpoint the parameters were loaded from, if any.
+    """
+    architecture: Architecture = dataclasses.field(default_factory=lambda: Architecture())
+    objective: str = "iwae"
+    k: int = 50
+    batch_size: int = 20
+    schedule: list = dataclasses.field(default_factory=paper_schedule)
+    adam: dict = dataclasses.field(default_factory=lambda: dict(PAPER_ADAM))
+    dtype: str = "float32"
+    seed: int = 0
+    monitor_k: int = 50
+    monitor_size: int = 1000
+    data: dict = dataclasses.field(default_factory=dict)
+    init_from: str = None
+
+    def __post_init__(self):
+        if isinstance(self.architecture, dict):
+            self.architecture = Architecture.from_dict(self.architecture)
+        if not isinstance(self.architecture, Architecture):
+            raise ValueError(f"architecture must be an Architecture, got {type(self.architecture).__name__}")
+        get_objective(self.objective, int(self.k))  # raises ValueError naming an unknown objective
+        for name in ("k", "batch_size"):
+            v = getattr(self, name)
+            if int(v) != v or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v}")
+        if int(self.monitor_k) != self.monitor_k or self.monitor_k < 1:
+            raise ValueError(f"monitor_k must be an integer >= 1, got {self.monitor_k}")
+        if int(self.monitor_size) != self.monitor_size or self.monitor_size < 0:
+            raise ValueError(f"monitor_size must be an integer >= 0, got {self.monitor_size}")
+        if str(self.dtype) not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if set(self.adam) != {"b1", "b2", "eps"}:
+            raise ValueError(f"adam must have exactly the keys b1, b2, eps, got {sorted(self.adam)}")
+        if not (0 <= self.adam["b1"] < 1 and 0 <= self.adam["b2"] < 1 and self.adam["eps"] > 0):
+            raise ValueError(f"Adam needs 0 <= b1, b2 < 1 and eps > 0, got {self.adam}")
+        self.k, self.batch_size, self.seed = int(self.k), int(self.batch_size), int(self.seed)
+        self.monitor_k, self.monitor_size, self.dtype = int(self.monitor_k), int(self.monitor_size), str(self.dtype)
+        self.adam = {key: float(v) for key, v in self.adam.items()}
+        self.schedule = check_schedule(self.schedule)
+
+    def to_dict(self):
+        d = dataclasses.asdict(self)
+        d["architecture"] = self.architecture.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**d)
+
+    @property
+    def total_passes(self):
+        return sum(st["passes"] for st in self.schedule)
+
+
+class NonFiniteLossError(ValueError):
+    """The bound (or its gradient) became NaN or infinite: training stops, the last good checkpoint stays."""
+
+
+# ---------------------------------------------------------------------------------------------
+# the state of a run, and how it starts
+
+
+@dataclasses.dataclass
+class RunState:
+    """Everything that changes while a run trains, and everything a checkpoint stores.
+
+    ``pos``: ``stage`` (index into the schedule), ``pass`` and ``step`` within it, ``global_step``,
+    and the running sum of the stage's training bound. ``perm``: the data order of the current pass.
+    ``history``: the per-stage metric records. ``elapsed``: training wall time before this process.
+    """
+    config: TrainConfig
+    run_dir: Path
+    fingerprint: dict
+    params: dict
+    opt_state: dict
+    rng: np.random.Generator
+    perm: np.ndarray = None
+    pos: dict = dataclasses.field(default_factory=lambda: {
+        "stage": 0, "pass": 0, "step": 0, "global_step": 0, "stage_bound_sum": 0.0, "stage_steps": 0})
+    history: list = dataclasses.field(default_factory=list)
+    elapsed: float = 0.0
+    status: str = "running"
+    train_x: np.ndarray = None  # (N, D) the training images, gray (or binary for a fixed binarization)
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    saved_step: int = None  # global step of the last checkpoint written (None: none yet)
+    saved_at: float = dataclasses.field(default_factory=time.monotonic)
+
+    @property
+    def checkpoint_path(self):
+        return self.run_dir / CHECKPOINT_NAME
+
+    def snapshot(self, status="running"):
+        """The state after the last completed step, as :func:`save` writes it (arrays are never modified in place)."""
+        return {"params": self.params, "opt_state": self.opt_state, "rng_state": self.rng.bit_generator.state,
+                "pos": dict(self.pos), "perm": self.perm, "history": list(self.history),
+                "elapsed": self.elapsed + time.monotonic() - self.started, "status": status}
+
+    def save(self, snap):
+        """Write ``snap`` (a :meth:`snapshot`) as the run's checkpoint."""
+        config = self.config
+        bit_generator = type(self.rng.bit_generator)()
+        bit_generator.state = snap["rng_state"]
+        meta = {"config": config.to_dict(), "architecture": config.architecture.to_dict(),
+                "objective": config.objective, "k": config.k, "dtype": config.dtype,
+                "position": snap["pos"], "history": snap["history"], "elapsed": snap["elapsed"],
+                "status": snap["status"], "data_fingerprint": self.fingerprint,
+                "steps_per_pass": steps_per_pass(self), "total_passes": config.total_passes}
+        save_checkpoint(self.checkpoint_path, snap["params"], snap["opt_state"],
+                        np.random.Generator(bit_generator), meta, snap["perm"])
+        self.saved_at, self.saved_step = time.monotonic(), snap["pos"]["global_step"]
+
+    def result(self, status=None):
+        return {"params": self.params, "status": status or self.status, "history": self.history,
+                "checkpoint": str(self.checkpoint_path), "global_step": self.pos["global_step"]}
+
+
+def steps_per_pass(state):
+    return math.ceil(len(state.train_x) / state.config.batch_size)
+
+
+def data_fingerprint(dataset):
+    """What identifies the training data of a run (sizes and a hash of the mean image), checked on resume."""
+    train = np.asarray(dataset.train)
+    digest = hashlib.sha256(np.ascontiguousarray(np.asarray(dataset.train_mean, dtype=np.float64)).tobytes())
+    return {"n_train": int(train.shape[0]), "n_test": int(np.shape(dataset.test)[0]),
+            "train_mean_sha256": digest.hexdigest()[:16]}
+
+
+def start_run(dataset, config, run_dir, params=None):
+    """A fresh run: Glorot init (output bias from the training mean) or ``params``, fresh Adam, ``config.json`` written."""
+    run_dir = Path(run_dir)
+    if (run_dir / CHECKPOINT_NAME).exists():
+        raise ValueError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}); continue it with "
+                         "--resume or choose another output directory")
+    dtype = np.dtype(config.dtype)
+    rng = np.random.Generator(np.random.PCG64(config.seed))
+    if params is None:
+        params = init_params(config.architecture, rng, dtype, x_mean=dataset.train_mean)
+    else:
+        if architecture_of(params) != config.architecture:
+            raise ValueError(f"the initial parameters have architecture {architecture_of(params)}, "
+                             f"the configuration says {config.architecture}")
+        params = tree_map(lambda p: np.asarray(p, dtype=dtype), params)
+        validate_params(params)
+    write_text(run_dir / CONFIG_NAME, json.dumps(config.to_dict(), indent=2) + "\n")
+    return RunState(config, run_dir, data_fingerprint(dataset), params, adam_init(params), rng,
+                    train_x=np.asarray(dataset.train))
+
+
+def resume_run(dataset, config, run_dir):
+    """The run in ``run_dir`` as its checkpoint left it; the configuration and the data must be the same."""
+    run_dir = Path(run_dir)
+    ck = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    meta = ck["meta"]
+    saved = TrainConfig.from_dict(meta["config"]).to_dict()
+    if saved != config.to_dict():
+        diff = sorted(key for key in saved if saved[key] != config.to_dict()[key])
+        raise ValueError(f"the checkpoint {ck['path']} was made with another configuration "
+                         f"(differs in {diff}); resume with the run's own config.json")
+    fingerprint = data_fingerprint(dataset)
+    if meta["data_fingerprint"] != fingerprint:
+        raise ValueError(f"the checkpoint {ck['path']} was trained on other data "
+                         f"({meta['data_fingerprint']}, now {fingerprint})")
+    state = RunState(config, run_dir, fingerprint, ck["params"], ck["opt_state"], ck["rng"], ck["perm"],
+                     dict(meta["position"]), list(meta["history"]), float(meta["elapsed"]), meta["status"],
+                     np.asarray(dataset.train))
+    state.saved_step = state.pos["global_step"]
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop
+
+
+def train(dataset, config, run_dir, resume=False, params=None, progress=True, checkpoint_every=300.0,
+          callback=None):
+    r"""Train a model on ``dataset`` with ``config``, checkpointing into ``run_dir``.
+
+    ``dataset`` has ``train (N, D)`` gray in [0, 1] (or binary with ``fixed_binarization``),
+    ``test``, ``train_mean (D,)`` and ``binarized_test(seed)`` (see :mod:`iwae_np.data`).
+    ``params``: start from these parameters (``--init-from``) instead of a fresh Glorot init;
+    the Adam state and the schedule start afresh. ``resume``: continue the run in ``run_dir``
+    from its checkpoint; the final parameters are then bit-identical to an uninterrupted run.
+
+    A checkpoint is written after every stage and whenever ``checkpoint_every`` seconds have
+    passed since the last one (0: after every step). After every stage a record (stage, lr,
+    passes, mean training bound over the stage, :math:`\mathcal L_{monitor\_k}` on test and training
+    examples, wall time) is appended to ``metrics.jsonl``. ``callback(info)``, if given, is called
+    after every step with a dict (``global_step``, ``stage``, ``bound``, ``position``,
+    ``checkpoint_step``, and ``stage_record``: the metric record when the step ended a stage, else None).
+
+    Ctrl-C (``KeyboardInterrupt``) writes a checkpoint of the last completed step and returns
+    with status ``"interrupted"``. A non-finite bound or gradient raises
+    :class:`NonFiniteLossError` naming the step; the last good checkpoint is left as it is.
+    Returns a dict: ``params``, ``status`` (``"finished"`` or ``"interrupted"``), ``history``
+    (the metric records), ``checkpoint`` (its path), ``global_step``.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train_x = np.asarray(dataset.train)
+    if train_x.ndim != 2 or train_x.shape[1] != config.architecture.x_dim:
+        raise ValueError(f"the training data have shape {train_x.shape}; the architecture needs "
+                         f"(N, {config.architecture.x_dim})")
+    state = resume_run(dataset, config, run_dir) if resume else start_run(dataset, config, run_dir, params)
+    if state.status == "finished":
+        return state.result()
+    state.status = "running"
+    return run_steps(state, dataset, progress, checkpoint_every, callback)
+
+
+def run_steps(state, dataset, progress=True, checkpoint_every=300.0, callback=None):
+    """Take steps until the schedule ends (or Ctrl-C); every stage ends with :func:`end_stage`."""
+    from tqdm.auto import tqdm
+
+    config, pos, schedule = state.config, state.pos, state.config.schedule
+    batch, n_per_pass = config.batch_size, steps_per_pass(state)
+    dtype = np.dtype(config.dtype)
+    monitor = monitor_sets(dataset, config)
+    bar, snap = None, state.snapshot()  # snap: the state after the last completed step, what Ctrl-C saves
+    try:
+        while pos["stage"] < len(schedule):
+            stage = schedule[pos["stage"]]
+            if bar is None:
+                bar = tqdm(total=stage["passes"] * n_per_pass, initial=pos["pass"] * n_per_pass + pos["step"],
+                           disable=not progress, desc=f"stage {stage['stage']} ({stage['passes']} passes, "
+                           f"lr {stage['lr']:.2e})", unit="step", mininterval=0.5, dynamic_ncols=True, leave=True)
+            if pos["step"] == 0:
+                state.perm = state.rng.permutation(len(state.train_x))  # a fresh data order each pass
+            idx = state.perm[pos["step"] * batch:(pos["step"] + 1) * batch]
+            x = binarized(dataset, state.train_x[idx], state.rng).astype(dtype)  # (batch, D), drawn afresh
+            bound = _step(state, x, stage)
+            bar.update(1)
+            if pos["global_step"] % 20 == 0:
+                bar.set_postfix_str(f"bound {pos['stage_bound_sum'] / pos['stage_steps']:.2f}", refresh=False)
+            record = None
+            if pos["pass"] == stage["passes"]:
+                bar.close()
+                bar = None
+                record = end_stage(state, stage, monitor)
+                snap = state.snapshot(state.status)
+            else:
+                snap = state.snapshot()
+                if time.monotonic() - state.saved_at >= checkpoint_every:
+                    state.save(snap)
+            if callback is not None:
+                callback({"global_step": pos["global_step"], "stage": stage["stage"], "bound": bound,
+                          "position": dict(pos), "checkpoint_step": state.saved_step, "stage_record": record})
+    except KeyboardInterrupt:
+        state.save(dict(snap, status="interrupted"))  # the state after the last completed step
+        state.params, state.opt_state, state.history = snap["params"], snap["opt_state"], snap["history"]
+        state.pos.update(snap["pos"])
+        return state.result("interrupted")
+    finally:
+        if bar is not None:
+            bar.close()
+    return state.result("finished")
+
+
+def _step(state, x, stage):
+    """One training step on the minibatch ``x``; the position advances only when the step succeeded."""
+    config, pos = state.config, state.pos
+    step_id = (f"stage {stage['stage']}, pass {pos['pass'] + 1}, step {pos['step'] + 1} "
+               f"(global step {pos['global_step'] + 1})")
+    try:
+        params, opt_state, bound = train_step(state.params, state.opt_state, x, state.rng, config.k, stage["lr"],
+                                              config.objective, config.adam)
+    except NonFiniteGradientError as err:
+        raise NonFiniteLossError(_nonfinite_message(step_id, str(err), state)) from err
+    if not math.isfinite(bound):
+        raise NonFiniteLossError(_nonfinite_message(step_id, f"the bound is {bound}", state))
+    state.params, state.opt_state = params, opt_state
+    pos["step"] += 1
+    pos["global_step"] += 1
+    pos["stage_bound_sum"] += bound
+    pos["stage_steps"] += 1
+    if pos["step"] == steps_per_pass(state):
+        pos["step"], pos["pass"] = 0, pos["pass"] + 1
+    return bound
+
+
+def end_stage(state, stage, monitor):
+    """The end of a stage: monitor the bound, append the metric record, checkpoint, write ``metrics.jsonl``."""
+    config, pos, schedule = state.config, state.pos, state.config.schedule
+    record = {"stage": stage["stage"], "lr": stage["lr"], "passes": stage["passes"],
+              "passes_done": sum(s["passes"] for s in schedule[:pos["stage"] + 1]),
+              "global_step": pos["global_step"],
+              "train_objective": pos["stage_bound_sum"] / pos["stage_steps"],
+              "objective": config.objective, "k": config.k}
+    if monitor is not None:
+        record["monitor_k"] = config.monitor_k
+        record.update(monitor_bounds(state.params, monitor, config, stage["stage"]))
+    record["wall_time"] = state.elapsed + time.monotonic() - state.started
+    state.history.append(record)
+    pos.update(stage=pos["stage"] + 1, **{"pass": 0}, stage_bound_sum=0.0, stage_steps=0)
+    state.status = "finished" if pos["stage"] == len(schedule) else "running"
+    state.save(state.snapshot(state.status))
+    write_text(state.run_dir / METRICS_NAME, "".join(json.dumps(r) + "\n" for r in state.history))
+    return record
+
+
+def binarized(dataset, x_gray, rng):
+    """Training images as the model sees them: binarized afresh from ``rng`` (dynamic binarization),
+    or as they are for a fixed-binarization set."""
+    if getattr(dataset, "fixed_binarization", False):
+        return np.asarray(x_gray, dtype=np.float64)
+    return binarize(x_gray, rng)
+
+
+def monitor_sets(dataset, config):
+    """The fixed examples the per-stage bounds are computed on: test (fixed-seed binarized) and train."""
+    n = config.monitor_size
+    if n == 0:
+        return None
+    test = np.asarray(dataset.binarized_test(seed=0))[:n]
+    train = binarized(dataset, np.asarray(dataset.train)[:n], np.random.default_rng((config.seed, 1)))
+    return {"test": test, "train": train}
+
+
+def monitor_bounds(params, monitor, config, stage_index):
+    r"""``{"test_bound", "train_bound"}``: the mean :math:`\mathcal L_{monitor\_k}` on the monitor sets."""
+    from .evaluation import iwae_log_likelihood
+    rng = np.random.default_rng((config.seed, 2, stage_index))  # not the training generator
+    return {f"{part}_bound": float(np.mean(iwae_log_likelihood(params, x, rng, k=config.monitor_k)))
+            for part, x in monitor.items()}
+
+
+def _nonfinite_message(step_id, what, state):
+    kept = (f"the last good checkpoint {state.checkpoint_path} (after global step {state.saved_step}) is kept"
+            if state.saved_step is not None else "no checkpoint had been written yet")
+    return (f"training stopped at {step_id}: {what}. The parameters were not updated; {kept}. "
+            "Try a smaller learning rate or float64 (--dtype float64).")

@@ -1,0 +1,74 @@
+"""What a fixture holds besides its inputs: every quantity iwae_np computes from ``(params, x, eps)``.
+
+The latents, each log-density term, ``log w``, the normalized weights, every bound (per example and
+batch mean) and the gradient of each objective and estimator with respect to every parameter.
+"""
+import math
+
+import numpy as np
+
+from ..bounds import ciwae_bound, iwae_bound, miwae_bound, normalized_weights, renyi_bound, vae_bound
+from ..estimators import (ciwae_gradient, dreg_gradient, miwae_gradient, piwae_gradient, renyi_gradient,
+                          rws_gradient, stl_gradient)
+from ..gradients import iwae_gradient, vae_gradient
+from ..model import log_weight_terms
+from ..tree import flatten_tree
+from .format import grad_key
+
+__all__ = ["default_settings", "GRADIENTS", "BOUNDS", "compute_outputs"]
+
+
+def default_settings(k):
+    """Settings of the extra bounds for ``k`` samples.
+
+    ``M`` (MIWAE and PIWAE) is the largest divisor of ``k`` not above ``sqrt(k)``, so ``K = k / M``
+    samples per group: k = 50 gives M = 5, K = 10; a prime k (1, 5) gives M = 1 (MIWAE = IWAE).
+    """
+    M = max(m for m in range(1, math.isqrt(k) + 1) if k % m == 0)
+    return {"miwae_M": M, "piwae_M": M, "ciwae_beta": 0.5, "renyi_alpha": 0.5}
+
+
+#: Gradients stored, name -> function (params, x, eps, settings) -> tree: the ascent direction of the
+#: batch-mean bound. The first five by autograd of the objective; the IWAE estimator is ``iwae``
+#: itself (paper eq. 14); ``stl``, ``dreg``, ``rws`` estimate IWAE's gradient (theta as ``iwae``);
+#: ``piwae`` is IWAE over all k samples for theta, MIWAE(M, K) for phi.
+GRADIENTS = {
+    "vae": lambda params, x, eps, s: vae_gradient(params, x, eps),
+    "iwae": lambda params, x, eps, s: iwae_gradient(params, x, eps),
+    "miwae": lambda params, x, eps, s: miwae_gradient(params, x, eps, s["miwae_M"]),
+    "ciwae": lambda params, x, eps, s: ciwae_gradient(params, x, eps, s["ciwae_beta"]),
+    "renyi": lambda params, x, eps, s: renyi_gradient(params, x, eps, s["renyi_alpha"]),
+    "stl": lambda params, x, eps, s: stl_gradient(params, x, eps),
+    "dreg": lambda params, x, eps, s: dreg_gradient(params, x, eps),
+    "rws": lambda params, x, eps, s: rws_gradient(params, x, eps),
+    "piwae": lambda params, x, eps, s: piwae_gradient(params, x, eps, s["piwae_M"]),
+}
+
+#: Per-example bounds, name -> function (log_w, settings) -> (batch,).
+BOUNDS = {
+    "vae": lambda log_w, s: vae_bound(log_w),
+    "iwae": lambda log_w, s: iwae_bound(log_w),
+    "miwae": lambda log_w, s: miwae_bound(log_w, s["miwae_M"]),
+    "ciwae": lambda log_w, s: ciwae_bound(log_w, s["ciwae_beta"]),
+    "renyi": lambda log_w, s: renyi_bound(log_w, s["renyi_alpha"]),
+}
+
+
+def compute_outputs(params, x, eps, settings):
+    """Every output quantity of a fixture, by key, as iwae_np computes it from the inputs (docs/oracle.md section 3)."""
+    out = log_weight_terms(params, x, eps)
+    log_w = np.asarray(out["log_w"])  # (k, batch)
+    outputs = {f"h.h{l}": np.asarray(h) for l, h in enumerate(out["h"], start=1)}
+    outputs.update({f"term.{name}": np.asarray(term) for name, term in out["terms"].items()})
+    outputs["log_w"] = log_w
+    outputs["normalized_weights"] = np.asarray(normalized_weights(log_w))
+    for bname, bound in BOUNDS.items():
+        per_example = np.asarray(bound(log_w, settings))  # (batch,)
+        outputs[f"bound.{bname}"] = per_example
+        outputs[f"bound_mean.{bname}"] = np.mean(per_example)
+    for gname, gradient in GRADIENTS.items():
+        for pname, value in flatten_tree(gradient(params, x, eps, settings)).items():
+            outputs[grad_key(gname, pname)] = np.asarray(value)
+    return outputs
+
+
