@@ -28,7 +28,6 @@ and noise: they must agree to rounding, or the comparison is not of the same mod
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
 import subprocess
@@ -147,7 +146,7 @@ def run(args):
     workers = [Worker("numpy", "numpy_worker.py", args.threads, args.env)] + (
         [Worker("torch", "torch_reference.py", args.threads, args.env)] if args.torch else [])
     by_name = {w.name: w for w in workers}
-    report, log = [], print
+    log = print
     try:
         versions = {w.name: w("versions") for w in workers}
         ok, lines = cross_check(workers, tol=1e-10) if args.torch else (True, ["torch not installed: numpy only"])

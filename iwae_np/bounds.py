@@ -1,4 +1,4 @@
-r"""The VAE and IWAE lower bounds on :math:`\log p(x)` (SPEC section 3).
+r"""Lower bounds on :math:`\log p(x)`: the paper's VAE and IWAE bounds (eq. 3 and 8), and MIWAE, CIWAE and Renyi beyond it.
 
 Per-example estimators take log weights ``log_w (k, batch)`` and return ``(batch,)``;
 the ``*_objective`` functions take ``(params, x, eps)`` and return the batch mean, the number
@@ -54,7 +54,7 @@ def iwae_objective(params, x, eps):
 
 
 # ---------------------------------------------------------------------------------------------
-# bounds beyond the paper (SPEC section 5): MIWAE, CIWAE (Rainforth et al. 2018), Renyi alpha (Li & Turner 2016)
+# bounds beyond the paper: MIWAE, CIWAE (Rainforth et al. 2018), Renyi alpha (Li & Turner 2016)
 
 
 def check_groups(k, M):

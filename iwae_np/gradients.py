@@ -1,4 +1,4 @@
-r"""Gradients of the bounds (SPEC section 4).
+r"""Gradients of the bounds (paper section 3, eq. 7 and 14).
 
 - :func:`vae_gradient`, :func:`iwae_gradient`: autograd's gradients of the batch-mean objectives
   on fixed noise ``eps`` (paper eq. 7 and eq. 14), through the reparameterized latents.

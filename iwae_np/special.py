@@ -1,12 +1,13 @@
-r"""Numerically stable special functions, differentiable by autograd.
+r"""Numerically stable special functions.
 
-Each function is an autograd primitive with a closed-form vector-Jacobian product,
-so its value and its gradient are both stable:
+- ``logsumexp``: an autograd primitive whose closed-form gradient is the softmax;
+- ``softplus``: an autograd primitive whose closed-form gradient is the sigmoid;
+- ``log_mean_exp``: logsumexp minus log n, differentiated through ``logsumexp``;
+- ``softmax``: the normalized weights, built from autograd's ``exp`` and ``sum`` (differentiable);
+- ``mean``: ``sum / n``, which keeps float32 under autograd;
+- ``sigmoid``: ``scipy.special.expit``, not differentiated (used in VJPs and for sampling).
 
-- ``logsumexp``   (gradient: softmax)
-- ``log_mean_exp`` (logsumexp minus log n)
-- ``softplus``    (gradient: sigmoid)
-- ``sigmoid``
+Each value is stable (no overflow, no NaN from ``inf - inf``), and so is each gradient.
 """
 import math
 

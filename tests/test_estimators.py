@@ -1,4 +1,4 @@
-"""STL, DReG, RWS and PIWAE gradients; the MIWAE, CIWAE and Renyi bounds (SPEC section 5)."""
+"""STL, DReG, RWS and PIWAE gradients; the MIWAE, CIWAE and Renyi bounds (beyond the paper; docs/math.md)."""
 import math
 
 import autograd.numpy as anp

