@@ -71,6 +71,8 @@ def add_schedule_arguments(p):
     g.add_argument("--monitor-k", type=int, default=50, help="k of the bound logged after every stage (default 50)")
     g.add_argument("--monitor-size", type=int, default=1000,
                    help="test and training images the per-stage bound is computed on (default 1000; 0: off)")
+    g.add_argument("--monitor-every", type=int, default=0, metavar="PASSES",
+                   help="also log the monitored bound every PASSES passes within a stage (default 0: stage ends only)")
 
 
 def architecture_from_args(args, layers=None):
@@ -98,6 +100,7 @@ def config_kwargs_from_args(args):
     return {"batch_size": args.batch_size, "schedule": schedule_from_args(args),
             "adam": {"b1": args.beta1, "b2": args.beta2, "eps": args.adam_eps}, "dtype": args.dtype,
             "seed": args.seed, "monitor_k": args.monitor_k, "monitor_size": args.monitor_size,
+            "monitor_every": args.monitor_every,
             "data": data_spec({"name": args.data, "root": args.data_dir, "train_subset": args.train_subset,
                                "test_subset": args.test_subset, "cache_dir": args.cache_dir})}
 

@@ -26,6 +26,9 @@ from .checkpoints import load_checkpoint
 __all__ = ["streaming_logsumexp_update", "iwae_log_likelihood", "sample_chunk_size", "active_units",
            "evaluate_run", "ACTIVE_UNIT_THRESHOLD", "MAX_CHUNK_ELEMENTS", "EVALUATION_NAME"]
 
+#: Decimals kept of each image's :math:`\mathcal L_k` in an evaluation (1e-6 nats: far below any standard error).
+PER_IMAGE_DECIMALS = 6
+
 #: The file :func:`evaluate_run`'s result is written to in a run directory (by ``iwae-np evaluate`` and ``table``).
 EVALUATION_NAME = "evaluation.json"
 
@@ -173,7 +176,9 @@ def evaluate_run(run_dir, dataset, k=5000, train_subset=1000, seed=0, batch_size
     NLL is :math:`-\frac1N \sum_n \mathcal L_k(x_n)` with ``k`` samples (5000, the paper's), on the
     fixed-seed binarized test set and on the first ``train_subset`` training images (binarized
     with a fixed seed); the difference is the over-fitting gap. Active units are counted on the
-    test set. Computed in float64. Returns a JSON-ready dict with everything a table row needs.
+    test set. Computed in float64. Returns a JSON-ready dict with everything a table row needs,
+    including ``test_L``, :math:`\mathcal L_k` of every test image (for paired comparisons: every model
+    is evaluated on the same binarized test images).
     """
     from .. import __version__
     ck = load_checkpoint(run_dir)
@@ -202,7 +207,9 @@ def evaluate_run(run_dir, dataset, k=5000, train_subset=1000, seed=0, batch_size
               "global_step": meta["position"]["global_step"], "train_wall_time": meta["elapsed"],
               "schedule": config["schedule"], "eval_k": int(k), "eval_seed": int(seed),
               "n_test": int(test.shape[0]), "test_nll": float(-np.mean(test_L)),
-              "test_nll_se": float(np.std(test_L, ddof=1) / math.sqrt(len(test_L))) if len(test_L) > 1 else None}
+              "test_nll_se": float(np.std(test_L, ddof=1) / math.sqrt(len(test_L))) if len(test_L) > 1 else None,
+              # per test image, for paired comparisons between models (same images, same binarization)
+              "test_L": [round(float(v), PER_IMAGE_DECIMALS) for v in test_L]}
     if train_subset:
         xtr = _binarized_train_subset(dataset, train_subset, seed)
         train_L = iwae_log_likelihood(params, xtr, np.random.default_rng((seed, 1)), k=k, batch_size=batch_size,

@@ -61,7 +61,8 @@ class TrainConfig:
     ``"miwae:M=5+dreg"`` (:func:`iwae_np.estimators.get_objective`). ``schedule``: as returned by :func:`paper_schedule`. ``adam``:
     Adam's ``b1, b2, eps``. ``dtype``: of the parameters during training. ``monitor_k`` and
     ``monitor_size``: the bound :math:`\\mathcal L_k` reported in the metrics after every stage, on
-    that many test and training examples (0 turns it off). ``data``: a description of the data
+    that many test and training examples (0 turns it off); ``monitor_every``: also after every that
+    many passes within a stage (0: at stage ends only), for curves of the bound against passes. ``data``: a description of the data
     set (name, directory, subset), for the record and for ``--resume``. ``init_from``: the
     checkpoint the parameters were loaded from, if any.
     """
@@ -75,6 +76,7 @@ class TrainConfig:
     seed: int = 0
     monitor_k: int = 50
     monitor_size: int = 1000
+    monitor_every: int = 0
     data: dict = dataclasses.field(default_factory=dict)
     init_from: str = None
 
@@ -92,6 +94,8 @@ class TrainConfig:
             raise ValueError(f"monitor_k must be an integer >= 1, got {self.monitor_k}")
         if int(self.monitor_size) != self.monitor_size or self.monitor_size < 0:
             raise ValueError(f"monitor_size must be an integer >= 0, got {self.monitor_size}")
+        if int(self.monitor_every) != self.monitor_every or self.monitor_every < 0:
+            raise ValueError(f"monitor_every must be an integer >= 0 (passes), got {self.monitor_every}")
         if str(self.dtype) not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if set(self.adam) != {"b1", "b2", "eps"}:
@@ -100,6 +104,7 @@ class TrainConfig:
             raise ValueError(f"Adam needs 0 <= b1, b2 < 1 and eps > 0, got {self.adam}")
         self.k, self.batch_size, self.seed = int(self.k), int(self.batch_size), int(self.seed)
         self.monitor_k, self.monitor_size, self.dtype = int(self.monitor_k), int(self.monitor_size), str(self.dtype)
+        self.monitor_every = int(self.monitor_every)
         self.adam = {key: float(v) for key, v in self.adam.items()}
         self.schedule = check_schedule(self.schedule)
 
@@ -304,6 +309,8 @@ def run_steps(state, dataset, progress=True, checkpoint_every=300.0, callback=No
                 record = end_stage(state, stage, monitor)
                 snap = state.snapshot(state.status)
             else:
+                if pos["step"] == 0 and monitor is not None and config.monitor_every:
+                    monitor_pass(state, stage, monitor)
                 snap = state.snapshot()
                 if time.monotonic() - state.saved_at >= checkpoint_every:
                     state.save(snap)
@@ -363,6 +370,21 @@ def end_stage(state, stage, monitor):
     return record
 
 
+def monitor_pass(state, stage, monitor):
+    """Within a stage, after every ``monitor_every`` passes: a metric record of the monitored bounds only."""
+    config, pos = state.config, state.pos
+    passes_done = sum(s["passes"] for s in config.schedule[:pos["stage"]]) + pos["pass"]
+    if passes_done % config.monitor_every:
+        return None
+    record = {"stage": stage["stage"], "lr": stage["lr"], "passes_done": passes_done,
+              "global_step": pos["global_step"], "within_stage": True, "monitor_k": config.monitor_k,
+              **monitor_bounds(state.params, monitor, config, ("pass", passes_done)),
+              "wall_time": state.elapsed + time.monotonic() - state.started}
+    state.history.append(record)
+    write_text(state.run_dir / METRICS_NAME, "".join(json.dumps(r) + "\n" for r in state.history))
+    return record
+
+
 def binarized(dataset, x_gray, rng):
     """Training images as the model sees them: binarized afresh from ``rng`` (dynamic binarization),
     or as they are for a fixed-binarization set."""
@@ -381,10 +403,16 @@ def monitor_sets(dataset, config):
     return {"test": test, "train": train}
 
 
-def monitor_bounds(params, monitor, config, stage_index):
-    r"""``{"test_bound", "train_bound"}``: the mean :math:`\mathcal L_{monitor\_k}` on the monitor sets."""
+def monitor_bounds(params, monitor, config, when):
+    r"""``{"test_bound", "train_bound"}``: the mean :math:`\mathcal L_{monitor\_k}` on the monitor sets.
+
+    ``when`` is the stage index at a stage's end, ``("pass", n)`` after pass n within a stage: the noise
+    comes from a generator seeded by it, never from the training generator (so monitoring does not change
+    the training run).
+    """
     from .evaluation import iwae_log_likelihood
-    rng = np.random.default_rng((config.seed, 2, stage_index))  # not the training generator
+    key = (config.seed, 2, when) if isinstance(when, int) else (config.seed, 3, when[1])
+    rng = np.random.default_rng(key)
     return {f"{part}_bound": float(np.mean(iwae_log_likelihood(params, x, rng, k=config.monitor_k)))
             for part, x in monitor.items()}
 
