@@ -17,7 +17,7 @@ import scipy.special
 from autograd.extend import defvjp, primitive
 from autograd.tracer import getval
 
-__all__ = ["logsumexp", "log_mean_exp", "mean", "softplus", "sigmoid", "softmax"]
+__all__ = ["logsumexp", "log_mean_exp", "mean", "softplus", "sigmoid", "softmax", "negligible_weight"]
 
 
 def _shifted_max(a, axis):
@@ -41,7 +41,8 @@ def logsumexp(a, axis=0, keepdims=False):
     gives ``+inf``, and neither gives NaN. The dtype of ``a`` is kept.
 
     The gradient is the softmax, :math:`\partial/\partial a_i = \exp(a_i - \operatorname{logsumexp}(a))`;
-    where the result is not finite the gradient is defined as 0.
+    where the result is not finite the gradient is defined as 0, and weights below
+    :func:`negligible_weight` (:math:`\epsilon^2` of the dtype) are exactly 0.
     """
     a = np.asarray(a)
     shift = _shifted_max(a, axis)
@@ -62,8 +63,22 @@ def _softmax_values(a, axis):
     return np.where(np.isfinite(total) & (total > 0), w, 0).astype(a.dtype, copy=False)
 
 
+def negligible_weight(dtype):
+    r"""The weight below which a term of a logsumexp cannot change its gradient at ``dtype``'s precision.
+
+    :math:`\epsilon^2` of the dtype (1.4e-14 in float32, 4.9e-32 in float64): a sum of k terms with such
+    weights moves the gradient by at most :math:`k \epsilon^2`, far below one rounding step.
+    """
+    return np.finfo(dtype).eps ** 2
+
+
 def _logsumexp_vjp(ans, a, axis=0, keepdims=False):
+    # Weights too small to matter at this precision become exact zeros. Kept, they turn the backward pass
+    # of the IWAE bound into arrays of subnormal numbers (w_i ~ 1e-40 times the pixels' cotangents), which
+    # some CPUs (Intel's) process ~100 times slower: measured on a Xeon, an IWAE k = 50 float32 training
+    # step of a trained model took 33 ms with them and 18 ms without, the VAE's time.
     weights = _softmax_values(a, axis)
+    weights = np.where(weights < negligible_weight(weights.dtype), 0, weights).astype(weights.dtype, copy=False)
 
     def vjp(g):
         g_k = g if keepdims else np.expand_dims(g, axis)
