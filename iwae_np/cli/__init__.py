@@ -14,6 +14,7 @@ COMMANDS = {
     "train": "iwae_np.cli.train",
     "evaluate": "iwae_np.cli.evaluate",
     "table": "iwae_np.cli.table",
+    "claims": "iwae_np.cli.claims",
     "plot": "iwae_np.cli.plot",
     "oracle": "iwae_np.cli.oracle",
     "snr": "iwae_np.cli.snr",

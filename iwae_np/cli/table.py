@@ -8,7 +8,8 @@ command again skips finished cells and resumes interrupted ones. IWAE at k = 1 i
 at k = 1 (L_1 = L_vae, same gradient), so that cell is trained once and shown in both columns.
 
 Writes OUT/table.md, OUT/results.json and the figures in OUT/figures/ (training curves, NLL
-against k, histograms of log A_u, samples and reconstructions), and prints the table.
+against k, histograms of log A_u, samples and reconstructions), and prints the table and the
+paper's claims with verdicts from paired statistics over the test images (iwae-np claims).
 
 Examples:
   # the short VAE-versus-IWAE experiment (offline; 21 passes per cell, minutes on 2 cores)
@@ -48,6 +49,7 @@ def add_arguments(p):
 
 def run(args):
     from ..data import dataset_from_spec
+    from ..experiments.claims import claims_report
     from ..experiments.figures import make_table_figures
     from ..experiments.table import markdown_table, run_table, table_cells, with_shared_k1
     from ..files import write_json
@@ -78,11 +80,18 @@ def run(args):
     note = (f"{args.data}, {len(trained)} cells trained, {'/'.join(map(str, passes))} passes per cell, "
             f"NLL = -L_{args.eval_k} on {done[0]['n_test'] if done else '?'} test images; "
             f"AU: active units (A_u > 0.01). Wall time {wall:.0f} s.")
+    try:
+        claims = claims_report(done, args.data)
+    except ValueError as err:  # cells evaluated by an older version, or on different test images
+        claims = f"(no claims: {err})"
     write_json(out / "results.json", results)
-    (out / "table.md").write_text(table + "\n\n" + note + "\n")
+    (out / "table.md").write_text(table + "\n\n" + note + "\n" + (f"\n{claims}\n" if claims else ""))
     print(table)
     print()
     print(note)
+    if claims:
+        print()
+        print(claims)
     if not args.no_figures and done:
         for path in make_table_figures(done, out / "figures", args.data):
             print(f"wrote {path}", file=sys.stderr)
