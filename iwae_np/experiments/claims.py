@@ -31,13 +31,6 @@ __all__ = ["VERDICT_SE", "PairedDifference", "Claim", "paired_difference", "verd
 #: A difference counts as shown when it exceeds this many standard errors.
 VERDICT_SE = 2.0
 
-#: The paper's Table 1 numbers the claims are about: (data, layers) -> {(objective, k): (NLL, active units)}.
-_PAPER = {
-    ("MNIST", 1): {("vae", 1): (86.76, 19), ("vae", 50): (86.35, 20), ("iwae", 50): (84.78, 25)},
-    ("MNIST", 2): {("vae", 1): (85.33, 21), ("vae", 50): (84.78, 22), ("iwae", 50): (82.90, 33)},
-}
-
-
 @dataclass(frozen=True)
 class PairedDifference:
     """The mean of per-image differences, its standard error, and the number of images."""
@@ -99,6 +92,20 @@ def _cells(results, layers):
     return cells
 
 
+def _paper_cells(paper_data, layers):
+    """``{(objective, k): (NLL, active units)}`` of the paper's Table 1 at k = 1 and 50 (empty if it has no such rows)."""
+    from .table import PAPER_TABLE1
+    out = {}
+    for k in (1, 50):
+        row = PAPER_TABLE1.get((paper_data, layers, k))
+        if row is None:
+            return {}
+        vae_nll, vae_au, iwae_nll, iwae_au = row
+        out[("vae", k)] = (vae_nll, sum(int(u) for u in vae_au.split("+")))
+        out[("iwae", k)] = (iwae_nll, sum(int(u) for u in iwae_au.split("+")))
+    return out
+
+
 def _nll(r):
     return -float(np.mean(r["test_L"]))
 
@@ -121,8 +128,7 @@ def table_claims(results, layers=1, paper_data="MNIST"):
     k = both[-1]
     vae, iwae = cells[("vae", k)], cells[("iwae", k)]
     L_vae, L_iwae = np.asarray(vae["test_L"]), np.asarray(iwae["test_L"])
-    paper = _PAPER.get((paper_data, layers), {})
-    p = {key: value for key, value in paper.items()} if k == 50 else {}
+    p = _paper_cells(paper_data, layers) if k == 50 else {}
     out = []
 
     diff = paired_difference(L_iwae, L_vae)  # NLL_vae - NLL_iwae
