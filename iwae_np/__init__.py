@@ -23,7 +23,7 @@ Drivers and I/O below them, in subpackages (they import the math, never the othe
 - :mod:`iwae_np.cli`: the ``iwae-np`` command line
 - :mod:`iwae_np.files`: the one atomic file writer
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .bounds import iwae_bound, iwae_objective, normalized_weights, vae_bound, vae_objective
 from .bounds import (ciwae_bound, ciwae_objective, miwae_bound, miwae_objective, renyi_bound,
