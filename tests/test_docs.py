@@ -205,7 +205,7 @@ def test_readme_links_into_math_md_name_headings_that_exist():
 
 
 def test_readme_table_names_functions_that_exist():
-    rows = [line for line in readme_section("From the paper to the code").split("\n") if line.startswith("| ")]
+    rows = [line for line in readme_section("From the paper to the code").split("\n") if line.startswith("|")]
     cells = [re.split(r"(?<!\\)\|", row)[1:-1] for row in rows[2:]]  # GitHub splits cells at every unescaped |
     assert all(len(c) == 3 for c in cells), [row for row, c in zip(rows[2:], cells) if len(c) != 3]
     names = [name for c in cells for name in re.findall(r"`([\w.]+)`", c[2])]
