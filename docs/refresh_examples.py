@@ -6,7 +6,6 @@ For an intended change of a printed number: run this, read the diff, commit. tes
 file as it stands, so an unintended change fails the tests instead.
 """
 import doctest
-import re
 import sys
 
 import numpy as np
