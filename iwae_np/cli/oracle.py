@@ -1,20 +1,41 @@
-"""Golden fixtures for testing IWAE implementations in other frameworks (format: docs/oracle.md).
+"""Golden fixtures for IWAE implementations in other frameworks, and three ways to check one (docs/oracle.md).
 
   iwae-np oracle export DIR        one fixture (architecture, k, batch, seed, dtype, hard case)
   iwae-np oracle export-suite DIR  the standard suite: both architectures, k = 1, 5, 50, batch 1
                                    and more, and the hard cases
   iwae-np oracle check FIXTURE RESULTS
-                                   compare another implementation's results (.npz, same keys) with
-                                   a fixture: max abs and rel error per quantity; exit 0 when all
-                                   agree, 1 when one disagrees, 2 on a bad input (missing key, shape
-                                   mismatch, wrong format version, checksum mismatch)
+                                   an implementation that takes the fixture's noise eps: every
+                                   quantity against the fixture, max abs and rel error each
   iwae-np oracle check SUITE RESULTS_DIR
-                                   the same for every fixture of a suite (RESULTS_DIR/<name>.npz),
-                                   with the largest relative error per quantity over the suite
+                                   the same for every fixture of a suite (RESULTS_DIR/<name>.npz)
+  iwae-np oracle replay FIXTURE RESULTS
+                                   an implementation that draws its own noise and writes its latents
+                                   h.h<l> (k, B, d), log_w, bounds and gradients: iwae-np recovers
+                                   eps = (h - mu) / sigma and recomputes everything exactly
+  iwae-np oracle statistical FIXTURE RESULTS
+                                   a black box: N independent draws of its bound (and gradient)
+                                   against iwae-np's own draws, two-sample tests with a Bonferroni
+                                   correction, the noise floor, the power and the N to ask for
+
+Every check exits 0 when all agree, 1 when one disagrees (naming it on stderr: DISAGREE: ...) and
+2 on a bad input (missing key, shape mismatch, wrong format version, checksum mismatch, unreadable
+file). When a check disagrees, the known mistakes (VAE for IWAE, sum for mean, sign, one joint bound,
+k off by one, normalized weights not detached, analytic KL, log variance for log sigma, transposed W,
+thresholded softplus, STL, Renyi 0.5, no max shift) are computed and the ones the candidate matches
+are named.
+
+examples:
+  iwae-np oracle export f/ --architecture small-two-layer --k 5 --batch 3 --seed 1
+  python examples/torch_adapter.py f/ --out r/ && iwae-np oracle check f/ r/f.npz
+  python examples/pyro_client.py f/ replay r.npz && iwae-np oracle replay f/ r.npz
+  python examples/pyro_client.py f/ statistical s.npz --draws 500 && iwae-np oracle statistical f/ s.npz
+  iwae-np oracle check suite/ results/ --failures-only | head -20
 """
+import argparse
+import os
 import sys
 
-HELP = "export golden fixtures and check other implementations against them"
+HELP = "export golden fixtures and check other implementations against them (check, replay, statistical)"
 
 
 def add_arguments(p):
@@ -48,11 +69,81 @@ def add_arguments(p):
     c.add_argument("--rtol", type=float, default=None, help="override the dtype's relative tolerance")
     c.add_argument("--atol", type=float, default=None, help="override the dtype's absolute tolerance")
     c.add_argument("--failures-only", action="store_true", help="print only the rows that disagree")
+    c.add_argument("--no-diagnosis", action="store_true", help="do not compute the known mistakes on a failure")
     c.set_defaults(_oracle=_check)
+
+    r = sub.add_parser("replay", help="check an implementation that draws its own noise, from its latents",
+                       description=REPLAY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("fixture", help="fixture directory (its parameters, x, k and tolerance are used)")
+    r.add_argument("results", help="replay .npz: h.h<l> (k, B, d_l), log_w (k, B), bound.<name> (B,) and/or "
+                                   "bound_mean.<name>, optionally grad.<name>.<parameter> and term.*")
+    r.add_argument("--rtol", type=float, default=None, help="override the dtype's relative tolerance")
+    r.add_argument("--atol", type=float, default=None, help="override the dtype's absolute tolerance")
+    r.add_argument("--failures-only", action="store_true", help="print only the rows that disagree")
+    r.add_argument("--no-diagnosis", action="store_true", help="do not compute the known mistakes on a failure")
+    r.set_defaults(_oracle=_replay)
+
+    t = sub.add_parser("statistical", help="check a black box from N independent draws of its bound and gradient",
+                       description=STATISTICAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("fixture", help="fixture directory with k > 1 (its parameters, x and k are used)")
+    t.add_argument("results", help="per-draw .npz: bound.<name> (N, B) and/or bound_mean.<name> (N,), "
+                                   "optionally grad.<name>.<parameter> (N, ...)")
+    t.add_argument("--alpha", type=float, default=0.01, help="false-alarm rate over all coordinates (default 0.01)")
+    t.add_argument("--reference-draws", type=int, default=None, help="iwae-np's draws (default 4 N)")
+    t.add_argument("--groups", type=int, default=50, help="groups of reference draws for the gradient's spread")
+    t.add_argument("--seed", type=int, default=0, help="seed of iwae-np's draws (default 0)")
+    t.add_argument("--target", type=float, default=0.01,
+                   help="relative bias the recommended N is for (default 0.01)")
+    t.add_argument("--no-diagnosis", action="store_true", help="do not test the known mistakes on a failure")
+    t.set_defaults(_oracle=_statistical)
+
+
+REPLAY_HELP = """Replay: check an implementation that draws its own noise, exactly.
+
+For the fixture's parameters and x, the candidate writes its own latents per stochastic layer,
+h.h<l> (k, B, d_l), its log_w (k, B), its bounds (bound.iwae (B,) and/or bound_mean.iwae) and
+optionally its gradients grad.iwae.<parameter> (ascent directions of the batch mean, W as
+(n_in, n_out)). iwae-np recovers eps = (h - mu) / sigma layer by layer with its own recognition
+networks at the candidate's latents, checks that eps looks N(0, 1), recomputes every quantity and
+compares with the fixture's tolerance. Exit 0 agree, 1 disagree (named), 2 bad input.
+
+examples:
+  python examples/pyro_client.py f/ replay r.npz && iwae-np oracle replay f/ r.npz
+  python examples/torch_iwae_client.py f/ replay r.npz --detach && iwae-np oracle replay f/ r.npz
+"""
+
+STATISTICAL_HELP = """Statistical: check a black box from N independent draws.
+
+The candidate evaluates the fixture's parameters and batch N times with fresh noise and k samples
+per example, and writes per draw bound.<name> (N, B) and/or bound_mean.<name> (N,), optionally
+grad.<name>.<parameter> (N, ...). iwae-np draws its own, tests each coordinate's mean with Welch's
+two-sample test, Bonferroni-corrected over all coordinates at --alpha, and reports the noise floor,
+the smallest relative bias this N detects with probability 0.8, and the N a --target bias needs.
+Use k > 1 (at k = 1 IWAE and the VAE coincide). Exit 0 agree, 1 disagree (named), 2 bad input.
+
+examples:
+  python examples/pyro_client.py f/ statistical s.npz --draws 500 && iwae-np oracle statistical f/ s.npz
+  iwae-np oracle statistical f/ s.npz --alpha 0.001 --reference-draws 8000 --target 0.005
+"""
 
 
 def run(args):
-    return args._oracle(args)
+    try:
+        return args._oracle(args)
+    except BrokenPipeError:
+        # the reader of stdout went away (``| head``): stop writing, keep the verdict's exit status
+        _silence_stdout()
+        return getattr(args, "_verdict", 0)
+
+
+def _silence_stdout():
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _export(args):
@@ -99,23 +190,36 @@ def _check(args):
     if (Path(args.fixture) / SUITE_INDEX_NAME).exists():
         return _check_suite(args, check_suite(args.fixture, args.results, args.rtol, args.atol))
     fixture = load_fixture(args.fixture)
-    rows = check_results(fixture, load_results(args.results), args.rtol, args.atol)
+    results = load_results(args.results)
+    rows = check_results(fixture, results, args.rtol, args.atol)
     failed = [r for r in rows if not r.passed]
+    args._verdict = 1 if failed else 0
+    if failed:
+        print("DISAGREE: " + ", ".join(r.key for r in failed), file=sys.stderr)
     print(_format_rows(failed if args.failures_only else rows))
     print()
     print(f"fixture {fixture.manifest['name']} ({fixture.manifest['dtype']}, rtol {rows[0].rtol:g}, "
-          f"atol {rows[0].atol:g}): {len(rows)} arrays, {len(rows) - len(failed)} agree, {len(failed)} disagree; "
-          f"largest relative error {max(worst_errors(rows).values()):.1e}")
-    if failed:
-        print("DISAGREE: " + ", ".join(r.key for r in failed), file=sys.stderr)
-        return 1
-    return 0
+          f"atol {rows[0].atol:g}{_overridden(args)}): {len(rows)} arrays, {len(rows) - len(failed)} agree, "
+          f"{len(failed)} disagree; largest relative error {max(worst_errors(rows).values()):.1e}")
+    if failed and not args.no_diagnosis:
+        from ..oracle.diagnosis import diagnose_exact, format_diagnosis
+        params, x, eps = fixture.model_inputs()
+        print()
+        print("\n".join(format_diagnosis(diagnose_exact(params, x, results, eps=eps))))
+    return args._verdict
+
+
+def _overridden(args):
+    return " as given on the command line" if args.rtol is not None or args.atol is not None else ""
 
 
 def _check_suite(args, by_fixture):
     from ..oracle import worst_errors
     all_rows = [r for rows in by_fixture.values() for r in rows]
     failed = [(name, r) for name, rows in by_fixture.items() for r in rows if not r.passed]
+    args._verdict = 1 if failed else 0
+    if failed:
+        print("DISAGREE: " + ", ".join(f"{name}: {r.key}" for name, r in failed), file=sys.stderr)
     if failed:
         print(_format_rows([r for _, r in failed]).replace("| quantity |", "| quantity (failing) |", 1))
         print()
@@ -129,7 +233,65 @@ def _check_suite(args, by_fixture):
         print(f"| {group} | {err:.1e} |")
     print()
     print(f"suite {args.fixture}: {len(by_fixture)} fixtures, {len(all_rows)} arrays, {len(failed)} disagree")
-    if failed:
-        print("DISAGREE: " + ", ".join(f"{name}: {r.key}" for name, r in failed), file=sys.stderr)
-        return 1
-    return 0
+    return args._verdict
+
+
+def _replay(args):
+    from ..oracle import load_fixture
+    from ..oracle.diagnosis import format_diagnosis
+    from ..oracle.replay import replay_check
+    fixture = load_fixture(args.fixture)
+    report = replay_check(fixture, args.results, args.rtol, args.atol, diagnose=not args.no_diagnosis)
+    args._verdict = 0 if report.passed else 1
+    if not report.passed:
+        print("DISAGREE: " + ", ".join(dict.fromkeys(report.failed_keys)), file=sys.stderr)
+    rows = report.rows
+    failed = [r for r in rows if not r.passed]
+    print(_format_rows(failed if args.failures_only else rows))
+    print()
+    print("| layer | recovered eps: n | mean | std | max abs | p (mean) | p (spread) | p (shape) | N(0, 1)? |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for l, st in enumerate(report.noise, start=1):
+        print(f"| h{l} | {st['n']} | {st['mean']:.3g} | {st['std']:.3g} | {st['max_abs']:.3g} | {st['p_mean']:.2g} "
+              f"| {st['p_var']:.2g} | {st['p_ks']:.2g} | {'yes' if st['normal'] else 'NO'} |")
+    print()
+    for problem in report.problems:
+        print(problem)
+    print(f"replay of {report.name} (k = {report.k_candidate} drawn, fixture k = {report.k}; rtol {rows[0].rtol:g}, "
+          f"atol {rows[0].atol:g}{_overridden(args)}): {len(rows)} arrays, {len(rows) - len(failed)} agree, "
+          f"{len(failed)} disagree, {len(report.problems)} problem(s) with the latents; largest relative error "
+          f"{max(r.max_rel_error for r in rows):.1e}")
+    if report.diagnosis:
+        print()
+        print("\n".join(format_diagnosis(report.diagnosis)))
+    return args._verdict
+
+
+def _statistical(args):
+    from ..oracle import load_fixture
+    from ..oracle.diagnosis import format_diagnosis
+    from ..oracle.statistical import POWER, statistical_check
+    fixture = load_fixture(args.fixture)
+    report = statistical_check(fixture, args.results, args.alpha, args.reference_draws, args.groups, args.seed,
+                               args.target, diagnose=not args.no_diagnosis)
+    args._verdict = 0 if report.passed else 1
+    if not report.passed:
+        print("DISAGREE: " + ", ".join(t.key for t in report.tests if t.rejected), file=sys.stderr)
+    print(f"| quantity | coordinates | rejected | max abs z | at | noise floor | smallest bias detected "
+          f"(power {POWER:g}) | N for a {args.target:g} bias |")
+    print("|---|---|---|---|---|---|---|---|")
+    for t in report.tests:
+        print(f"| {t.key} | {t.n_coordinates} | {t.rejected} | {t.max_abs_z:.2f} | {t.worst} | {t.noise_floor:.2e} "
+              f"| {t.min_detectable_bias:.2e} | {t.recommended_draws} |")
+    print()
+    print(f"statistical check of {report.name} (k = {report.k}): N = {report.draws} candidate draws, "
+          f"{report.reference_draws} iwae-np draws (seed {args.seed}, {report.groups} groups), "
+          f"{report.coordinates} coordinates, Bonferroni threshold z* = {report.threshold:.2f} (alpha {report.alpha:g}): "
+          + ("agree" if report.passed else "DISAGREE"))
+    print("noise floor: the smallest standard error of a difference of means relative to the mean, over the "
+          "coordinates; a bias (1 + rho) on every coordinate is detected with probability "
+          f"{POWER:g} for |rho| >= the smallest bias detected")
+    if report.diagnosis:
+        print()
+        print("\n".join(format_diagnosis(report.diagnosis, statistic="max |z|", threshold=report.threshold)))
+    return args._verdict

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from ..verify.compare import array_error
-from .format import TOLERANCES, Fixture, OracleInputError, load_fixture, load_results, quantity_group, read_suite_index
+from .format import Fixture, OracleInputError, load_fixture, load_results, quantity_group, read_suite_index
 
 __all__ = ["ComparisonRow", "compare_arrays", "check_results", "suite_fixtures", "check_suite", "worst_errors"]
 
@@ -43,17 +43,20 @@ def compare_arrays(test, reference, rtol, atol, key=""):
 def check_results(fixture, results, rtol=None, atol=None):
     """Compare every output of ``fixture`` with ``results`` (a dict of arrays); a list of rows.
 
-    Tolerances default to the fixture's dtype (:data:`TOLERANCES`). A missing key or a shape that
-    differs is an :class:`OracleInputError`; keys of ``results`` the fixture does not have are ignored.
+    Tolerances default to those of the fixture's arrays' dtype (:attr:`Fixture.tolerance`). A missing key,
+    a shape that differs, or a fixture without outputs is an :class:`OracleInputError`; keys of ``results``
+    the fixture does not have are ignored.
     """
     if not isinstance(fixture, Fixture):
         fixture = load_fixture(fixture)
     if not isinstance(results, dict):
         results = load_results(results)
-    tol = TOLERANCES[fixture.manifest["dtype"]]
+    tol = fixture.tolerance
     rtol = tol["rtol"] if rtol is None else rtol
     atol = tol["atol"] if atol is None else atol
     outputs = fixture.outputs
+    if not outputs:
+        raise OracleInputError(f"fixture {fixture.manifest.get('name')!r} has no output arrays: nothing to compare")
     missing = [key for key in outputs if key not in results]
     if missing:
         raise OracleInputError(f"results lack {len(missing)} of the fixture's {len(outputs)} quantities, "

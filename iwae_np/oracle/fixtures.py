@@ -9,7 +9,7 @@ from ..files import write_json
 from ..model import PRESETS, Architecture
 from ..tree import flatten_tree
 from ..verify.problems import random_problem
-from .format import (FORMAT_NAME, FORMAT_VERSION, SUITE_INDEX_NAME, TOLERANCES, Fixture, architecture_manifest,
+from .format import (FORMAT_NAME, FORMAT_VERSION, SUITE_INDEX_NAME, SUITE_VERSION, TOLERANCES, Fixture, architecture_manifest,
                      array_checksum, param_key, write_fixture)
 from .hard_cases import HARD_CASES, construct_case
 from .quantities import BOUNDS, GRADIENTS, compute_outputs, default_settings
@@ -122,6 +122,9 @@ def _suite():
     # the paper's sizes, D = 784 (large files: 10 copies of 0.4 to 0.5 M parameters)
     specs.append({"arch": "two-layer", "k": 5, "batch": 2})
     specs.append({"arch": "one-layer", "k": 5, "batch": 2, "case": "log-w-1e4"})
+    # suite version 2: appended, so the first 16 names and seeds stay those of version 1
+    for arch in ("small-one-layer", "small-two-layer"):
+        specs.append({"arch": arch, "k": 5, "batch": 3, "case": "softplus-threshold"})
     for i, spec in enumerate(specs):
         spec["seed"] = 1000 + i
         case = spec.get("case", "none")
@@ -130,7 +133,8 @@ def _suite():
     return specs
 
 
-#: The standard suite: both architectures (small and paper-sized), k in {1, 5, 50}, batch 1 and 3, hard cases.
+#: The standard suite (version :data:`~iwae_np.oracle.format.SUITE_VERSION`): both architectures (small and
+#: paper-sized), k in {1, 5, 50}, batch 1 and 3, the hard cases.
 SUITE = _suite()
 
 
@@ -144,7 +148,8 @@ def export_suite(directory, dtype="float64", names=None):
         export_fixture(directory / spec["name"], spec["arch"], spec["k"], spec["batch"], spec["seed"], dtype,
                        spec.get("case", "none"), name=spec["name"])
         written.append(spec["name"])
-    index = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "iwae_np_version": __version__,
+    index = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "suite_version": SUITE_VERSION,
+             "iwae_np_version": __version__,
              "dtype": np.dtype(dtype).name, "fixtures": written}
     write_json(directory / SUITE_INDEX_NAME, index)
     return written

@@ -9,6 +9,8 @@ A *fixture* is one directory with two files:
   shape, dtype, role (input or output) and SHA-256 checksum.
 """
 import hashlib
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +21,15 @@ from ..files import atomic_write, read_json, write_json
 from ..model import network_names
 from ..tree import unflatten_tree
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "ARRAYS_NAME", "SUITE_INDEX_NAME", "TOLERANCES",
-           "OracleInputError", "Fixture", "param_key", "grad_key", "quantity_group", "array_checksum",
-           "architecture_manifest", "write_fixture", "load_fixture", "load_results", "read_suite_index"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SUITE_VERSION", "MANIFEST_NAME", "ARRAYS_NAME", "SUITE_INDEX_NAME",
+           "TOLERANCES", "OracleInputError", "Fixture", "param_key", "grad_key", "quantity_group", "array_checksum",
+           "architecture_manifest", "write_fixture", "load_fixture", "load_results", "load_npz", "read_suite_index"]
 
 FORMAT_NAME = "iwae-np-oracle"
 FORMAT_VERSION = 1
+#: The standard suite's version (``suite.json``'s ``suite_version``; absent means 1): 2 changed the suite's
+#: CIWAE beta and Renyi alpha from 0.5 to 0.3 and 0.2 and added the softplus-threshold fixtures (CHANGELOG.md).
+SUITE_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 ARRAYS_NAME = "arrays.npz"
 SUITE_INDEX_NAME = "suite.json"
@@ -51,6 +56,15 @@ class Fixture:
     @property
     def outputs(self):
         return [k for k, v in self.manifest["arrays"].items() if v["role"] == "output"]
+
+    @property
+    def tolerance(self):
+        """``{"rtol", "atol"}`` of the fixture's arrays' own dtype (never of a manifest field alone, see :func:`load_fixture`)."""
+        dtypes = {np.asarray(a).dtype.name for a in self.arrays.values()}
+        if len(dtypes) != 1 or next(iter(dtypes)) not in TOLERANCES:
+            raise OracleInputError(f"fixture {self.manifest.get('name')!r} holds arrays of dtypes {sorted(dtypes)}; "
+                                   "a fixture is all float32 or all float64")
+        return dict(TOLERANCES[dtypes.pop()])
 
     def model_inputs(self):
         """``(params, x, eps)`` for iwae_np, read from the arrays by the manifest."""
@@ -131,18 +145,70 @@ def _fixture_paths(path):
     raise OracleInputError(f"{path}: a fixture is a directory holding {MANIFEST_NAME} and {ARRAYS_NAME}")
 
 
-def _load_npz(path, what):
+_NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
+
+
+def load_npz(path, what):
+    """Every array of the ``.npz`` at ``path``, read without pickles; a one-line :class:`OracleInputError` naming
+    ``what`` and the file when it is missing, a directory, empty, truncated, corrupt, a single ``.npy`` array,
+    or holds an object array."""
+    path = Path(path)
+    if path.is_dir():
+        raise OracleInputError(f"{what} {path} is a directory, expected a .npz file")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
+        loaded = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise OracleInputError(f"{what} {path} does not exist") from None
-    except (OSError, ValueError) as err:  # not a zip, a truncated file, an object array
-        raise OracleInputError(f"{what} {path} is not a readable .npz without pickles: {err}") from None
+    except _NPZ_ERRORS as err:  # empty (EOFError), not a zip, a truncated zip
+        raise OracleInputError(f"{what} {path} is not a readable .npz without pickles: {_reason(err)}") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise OracleInputError(f"{what} {path} is a single .npy array, not a .npz of named arrays "
+                               "(write it with numpy.savez(path, **{key: array}))")
+    try:
+        with loaded as data:
+            return {key: data[key] for key in data.files}
+    except _NPZ_ERRORS as err:  # a member that is truncated, fails its CRC, or holds objects
+        raise OracleInputError(f"{what} {path} is not a readable .npz without pickles: {_reason(err)}") from None
+
+
+def _reason(err):
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def _malformed(manifest_path, what):
+    return OracleInputError(f"{manifest_path}: malformed manifest: {what}")
+
+
+def _check_manifest(manifest, manifest_path):
+    """The manifest fields the checker relies on exist and have the right types; the dtype is a fixture dtype."""
+    if not isinstance(manifest.get("arrays"), dict) or not manifest["arrays"]:
+        raise _malformed(manifest_path, "'arrays' must be a non-empty object")
+    for key, meta in manifest["arrays"].items():
+        if (not isinstance(meta, dict) or meta.get("role") not in ("input", "output")
+                or not isinstance(meta.get("shape"), list) or not isinstance(meta.get("dtype"), str)
+                or not isinstance(meta.get("sha256"), str)):
+            raise _malformed(manifest_path, f"array {key!r} needs role (input or output), shape, dtype and sha256")
+    dtype = manifest.get("dtype")
+    if dtype not in TOLERANCES:
+        raise OracleInputError(f"{manifest_path}: fixture dtype {dtype!r} is not supported; "
+                               f"fixtures are {' or '.join(sorted(TOLERANCES))}")
+    for field in ("parameters", "eps"):
+        if not isinstance(manifest.get(field), list):
+            raise _malformed(manifest_path, f"{field!r} must be a list")
+    for field in ("k", "batch"):
+        if not isinstance(manifest.get(field), int) or manifest[field] < 1:
+            raise _malformed(manifest_path, f"{field!r} must be an integer >= 1")
+    if not isinstance(manifest.get("settings"), dict):
+        raise _malformed(manifest_path, "'settings' must be an object")
 
 
 def load_fixture(path, verify=True):
-    """Read a fixture directory; with ``verify``, check format, version, and each array's shape, dtype, checksum."""
+    """Read a fixture directory; with ``verify``, check format, version, and each array's shape, dtype, checksum.
+
+    The tolerance a fixture is checked at comes from its arrays' dtype (:attr:`Fixture.tolerance`), and the
+    manifest's ``dtype`` must be that dtype: editing the manifest's dtype (whose checksums stay valid) can
+    only make the fixture unreadable, never loosen its tolerance.
+    """
     manifest_path, arrays_path = _fixture_paths(path)
     manifest = read_json(manifest_path, OracleInputError, f"fixture manifest {manifest_path} does not exist")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
@@ -151,9 +217,10 @@ def load_fixture(path, verify=True):
     if manifest.get("format_version") != FORMAT_VERSION:
         raise OracleInputError(f"{manifest_path}: fixture format version {manifest.get('format_version')!r} "
                                f"is not supported; this iwae-np ({__version__}) reads version {FORMAT_VERSION}")
-    arrays = _load_npz(arrays_path, "fixture arrays")
+    _check_manifest(manifest, manifest_path)
+    arrays = load_npz(arrays_path, "fixture arrays")
     if verify:
-        listed = manifest.get("arrays", {})
+        listed = manifest["arrays"]
         for key in arrays:
             if key not in listed:
                 raise OracleInputError(f"fixture {path}: array {key!r} is not listed in the manifest")
@@ -165,6 +232,10 @@ def load_fixture(path, verify=True):
             if list(a.shape) != list(meta["shape"]) or a.dtype.name != meta["dtype"]:
                 raise OracleInputError(f"fixture {path}: array {key!r} is {a.dtype.name} {list(a.shape)}, "
                                        f"the manifest says {meta['dtype']} {meta['shape']}")
+            if a.dtype.name != manifest["dtype"]:
+                raise OracleInputError(f"fixture {path}: the manifest's dtype is {manifest['dtype']} but array "
+                                       f"{key!r} is {a.dtype.name}; the tolerance follows the arrays, so the "
+                                       "manifest was edited or the fixture is corrupt")
             if array_checksum(a) != meta["sha256"]:
                 raise OracleInputError(f"fixture {path}: checksum mismatch for array {key!r} "
                                        "(the fixture is corrupt or was edited)")
@@ -173,9 +244,7 @@ def load_fixture(path, verify=True):
 
 def load_results(path):
     """A results ``.npz`` (keys as the fixture's outputs), read without pickles."""
-    return _load_npz(Path(path), "results file")
-
-
+    return load_npz(Path(path), "results file")
 
 
 def read_suite_index(directory):
@@ -184,4 +253,10 @@ def read_suite_index(directory):
     index = read_json(index_path, OracleInputError, f"{directory} is not a suite: {SUITE_INDEX_NAME} does not exist")
     if not isinstance(index, dict) or index.get("format") != FORMAT_NAME or index.get("format_version") != FORMAT_VERSION:
         raise OracleInputError(f"{index_path}: not an {FORMAT_NAME} version {FORMAT_VERSION} suite")
-    return list(index["fixtures"])
+    names = index.get("fixtures")
+    if not isinstance(names, list) or not all(isinstance(n, str) and n and "/" not in n and n not in (".", "..")
+                                              for n in names):
+        raise OracleInputError(f"{index_path}: 'fixtures' must be a list of fixture directory names")
+    if not names:
+        raise OracleInputError(f"{index_path}: the suite lists no fixtures; an empty suite checks nothing")
+    return list(names)

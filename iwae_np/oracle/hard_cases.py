@@ -3,6 +3,7 @@ import numpy as np
 
 from ..bounds import normalized_weights
 from ..model import log_weight_terms
+from ..networks import dense, tanh_mlp
 
 __all__ = ["HARD_CASES", "construct_case"]
 
@@ -15,7 +16,21 @@ HARD_CASES = {
     "degenerate-weights": ("sample 0 of every example has eps = 0 (h at the mean of q), the others are spread "
                            "by raising every q log_sigma bias by c (c = 1, 2, ... until the largest normalized "
                            "weight of every example is above 1 - 1e-8): one sample takes almost all the mass"),
+    "softplus-threshold": ("every example's image is made all ones except at its first zero pixel, and every "
+                           "p_x/logits/b is shifted so that the smallest logit of each pixel over the samples and "
+                           "examples is 20.05: every logit lies between 20 and 40, where softplus(l) = l + log1p(e^-l) "
+                           "differs from l by 2e-9 to 4e-18 (a softplus that returns l above a threshold of 20, "
+                           "torch.nn.functional.softplus's default, drops that term)"),
 }
+
+#: The smallest decoder logit of the softplus-threshold case: just above torch.nn.functional.softplus's threshold 20.
+SOFTPLUS_CASE_MIN_LOGIT = 20.05
+
+
+def decoder_logits(params, x, eps):
+    """The logits of p(x | h_1) at the samples given by ``eps``, ``(k, batch, D)``."""
+    h1 = log_weight_terms(params, x, eps)["h"][0]
+    return dense(params["p_x"]["logits"], tanh_mlp(params["p_x"], h1))
 
 
 def construct_case(case, params, x, eps, dtype):
@@ -47,6 +62,20 @@ def construct_case(case, params, x, eps, dtype):
             if top > 1 - 1e-8:  # (compared in float64: 1 - 1e-8 is 1 in float32)
                 return shifted, x, eps, {"log_sigma_bias_shift": c, "min_max_normalized_weight": float(top)}
         raise ValueError("could not make the weights degenerate")
+    if case == "softplus-threshold":
+        # One zero pixel per image: the decoder is confidently right everywhere else, so log w is not dominated
+        # by -l of many zero pixels and the dropped log1p(e^-l) terms weigh more against the gradients' scale.
+        first_zero = np.argmin(x, axis=1)  # (batch,) the first zero pixel (pixel 0 for an all-one image)
+        x = np.ones_like(x)
+        x[np.arange(x.shape[0]), first_zero] = 0
+        logits = decoder_logits(params, x, eps)  # (k, batch, D)
+        low = np.min(logits, axis=(0, 1))  # (D,) the smallest logit of each pixel
+        params["p_x"]["logits"]["b"] = params["p_x"]["logits"]["b"] + (SOFTPLUS_CASE_MIN_LOGIT - low).astype(dtype)
+        logits = decoder_logits(params, x, eps)
+        if not (20 < np.min(logits) and np.max(logits) < 40):
+            raise ValueError(f"the softplus-threshold case needs every logit in (20, 40), got "
+                             f"[{np.min(logits):.3g}, {np.max(logits):.3g}]")
+        return params, x, eps, {"logits_min": float(np.min(logits)), "logits_max": float(np.max(logits))}
     raise ValueError(f"unknown hard case {case!r}; choose one of {sorted(HARD_CASES)}")
 
 

@@ -23,9 +23,11 @@ def default_settings(k):
 
     ``M`` (MIWAE and PIWAE) is the largest divisor of ``k`` not above ``sqrt(k)``, so ``K = k / M``
     samples per group: k = 50 gives M = 5, K = 10; a prime k (1, 5) gives M = 1 (MIWAE = IWAE).
+    CIWAE's beta = 0.3 and Renyi's alpha = 0.2: beta, 1 - beta, alpha and 1 - alpha all differ, so a port
+    that swaps beta with 1 - beta or alpha with 1 - alpha disagrees (0.5 could not tell them apart).
     """
     M = max(m for m in range(1, math.isqrt(k) + 1) if k % m == 0)
-    return {"miwae_M": M, "piwae_M": M, "ciwae_beta": 0.5, "renyi_alpha": 0.5}
+    return {"miwae_M": M, "piwae_M": M, "ciwae_beta": 0.3, "renyi_alpha": 0.2}
 
 
 #: Gradients stored, name -> function (params, x, eps, settings) -> tree: the ascent direction of the
@@ -54,8 +56,10 @@ BOUNDS = {
 }
 
 
-def compute_outputs(params, x, eps, settings):
-    """Every output quantity of a fixture, by key, as iwae_np computes it from the inputs (docs/oracle.md section 3)."""
+def compute_outputs(params, x, eps, settings, gradients=None):
+    """Every output quantity of a fixture, by key, as iwae_np computes it from the inputs (docs/oracle.md section 3).
+
+    ``gradients``: the names of :data:`GRADIENTS` to compute (default all of them)."""
     out = log_weight_terms(params, x, eps)
     log_w = np.asarray(out["log_w"])  # (k, batch)
     outputs = {f"h.h{l}": np.asarray(h) for l, h in enumerate(out["h"], start=1)}
@@ -67,6 +71,8 @@ def compute_outputs(params, x, eps, settings):
         outputs[f"bound.{bname}"] = per_example
         outputs[f"bound_mean.{bname}"] = np.mean(per_example)
     for gname, gradient in GRADIENTS.items():
+        if gradients is not None and gname not in gradients:
+            continue
         for pname, value in flatten_tree(gradient(params, x, eps, settings)).items():
             outputs[grad_key(gname, pname)] = np.asarray(value)
     return outputs

@@ -1,0 +1,171 @@
+r"""Replay mode: check an implementation that draws its own noise, exactly, from the latents it drew.
+
+The candidate evaluates a fixture's parameters and ``x`` with its own noise and writes its latents
+``h.h<l> (k, B, d_l)``, its ``log_w (k, B)``, bounds (``bound.<name> (B,)`` and/or ``bound_mean.<name> ()``)
+and optionally gradients (``grad.<name>.<parameter>``) and terms. iwae-np recovers the noise layer by
+layer with its own recognition networks evaluated at the candidate's latents (paper section 2.1),
+
+.. math::
+    \epsilon_1 = \frac{h_1 - \mu_1(x)}{\sigma_1(x)}, \qquad
+    \epsilon_l = \frac{h_l - \mu_l(h_{l-1})}{\sigma_l(h_{l-1})},
+
+recomputes every quantity from that noise and compares with the fixture's tolerance. Two checks say
+whether the latents can have come from ``h = mu + sigma * eps`` with standard normal ``eps`` at all:
+recomputing ``h`` from the recovered noise must give the candidate's ``h`` back (it does not when sigma
+underflows or the latents are not finite), and the recovered noise must look N(0, 1) (a wrong sigma
+convention or transposed weights make it shifted or scaled): per layer, its mean (z test), its sum of
+squares (chi-square) and its distribution (Kolmogorov-Smirnov), each at a false-alarm rate of
+:data:`EPS_ALPHA` split over the tests.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.stats
+
+from .compare import compare_arrays
+from .diagnosis import diagnose_exact
+from .format import Fixture, OracleInputError, grad_key, load_fixture, load_results
+from .quantities import BOUNDS, GRADIENTS, compute_outputs, default_settings
+from .variants import recover_eps
+
+__all__ = ["EPS_ALPHA", "ReplayReport", "replay_check", "noise_statistics"]
+
+#: Total false-alarm rate of the recovered-noise tests of one replay (split over layers and the three tests).
+EPS_ALPHA = 1e-6
+
+
+@dataclass
+class ReplayReport:
+    """The outcome of a replay: comparison rows, the recovered noise's statistics, problems found before
+    the comparison (named after a quantity), and the diagnosis when anything disagrees."""
+    name: str
+    k: int
+    k_candidate: int
+    rows: list
+    noise: list
+    problems: list = field(default_factory=list)
+    diagnosis: list = field(default_factory=list)
+
+    @property
+    def failed_keys(self):
+        return [p.split(":")[0] for p in self.problems] + [r.key for r in self.rows if not r.passed]
+
+    @property
+    def passed(self):
+        return not self.failed_keys
+
+
+def noise_statistics(eps_l, alpha):
+    r"""Tests of ``eps_l`` against N(0, 1): ``{n, mean, std, max_abs, p_mean, p_var, p_ks, normal}``.
+
+    Mean: :math:`z = \bar\epsilon \sqrt n`; spread: :math:`\sum \epsilon^2 \sim \chi^2_n` (two-sided);
+    shape: Kolmogorov-Smirnov. ``normal`` is False when a p-value is below ``alpha / 3``.
+    """
+    e = np.asarray(eps_l, dtype=np.float64).ravel()
+    n = e.size
+    if not np.all(np.isfinite(e)):
+        return {"n": n, "mean": np.nan, "std": np.nan, "max_abs": np.inf, "p_mean": 0.0, "p_var": 0.0,
+                "p_ks": 0.0, "normal": False}
+    s2 = float(np.sum(e * e))
+    p_mean = float(2 * scipy.stats.norm.sf(abs(np.mean(e)) * np.sqrt(n)))
+    p_var = float(2 * min(scipy.stats.chi2.sf(s2, n), scipy.stats.chi2.cdf(s2, n)))
+    p_ks = float(scipy.stats.kstest(e, "norm").pvalue)
+    return {"n": n, "mean": float(np.mean(e)), "std": float(np.sqrt(s2 / n)), "max_abs": float(np.max(np.abs(e))),
+            "p_mean": p_mean, "p_var": p_var, "p_ks": p_ks, "normal": min(p_mean, p_var, p_ks) >= alpha / 3}
+
+
+def _read_candidate(fixture, results):
+    """Validate the replay results' keys and shapes; returns ``(h, k_candidate, gradient names)``."""
+    m = fixture.manifest
+    L, B = m["architecture"]["n_stochastic_layers"], m["batch"]
+    dims = m["architecture"]["latent_dims"]
+    names = [p["name"] for p in m["parameters"]]
+    shapes = {p["name"]: tuple(p["shape"]) for p in m["parameters"]}
+    h = []
+    for l in range(1, L + 1):
+        key = f"h.h{l}"
+        if key not in results:
+            raise OracleInputError(f"replay results lack the latents {key!r} (k, {B}, {dims[l - 1]}): replay "
+                                   "recovers the noise from them")
+        a = np.asarray(results[key])
+        if a.ndim != 3 or a.shape[1:] != (B, dims[l - 1]) or a.shape[0] < 1:
+            raise OracleInputError(f"shape mismatch for {key!r}: results have {list(a.shape)}, expected "
+                                   f"[k, {B}, {dims[l - 1]}]")
+        if h and a.shape[0] != h[0].shape[0]:
+            raise OracleInputError(f"{key!r} has {a.shape[0]} samples but 'h.h1' has {h[0].shape[0]}")
+        if not np.all(np.isfinite(a)):
+            raise OracleInputError(f"{key!r} has non-finite values")
+        h.append(a.astype(np.dtype(m["dtype"])))
+    kc = h[0].shape[0]
+    expected = {"log_w": (kc, B), "normalized_weights": (kc, B)}
+    expected.update({f"h.h{l}": (kc, B, dims[l - 1]) for l in range(1, L + 1)})
+    expected.update({key: (kc, B) for key in fixture.outputs if key.startswith("term.")})
+    expected.update({f"bound.{b}": (B,) for b in BOUNDS})
+    expected.update({f"bound_mean.{b}": () for b in BOUNDS})
+    expected.update({grad_key(g, p): shapes[p] for g in GRADIENTS for p in names})
+    unknown = sorted(set(results) - set(expected))
+    if unknown:
+        raise OracleInputError(f"replay results hold keys that are not replay quantities: {unknown[:4]}"
+                               f"{' ...' if len(unknown) > 4 else ''} (see docs/oracle.md, replay mode)")
+    if "log_w" not in results:
+        raise OracleInputError(f"replay results lack 'log_w' ({kc}, {B})")
+    if not any(key.startswith("bound") for key in results):
+        raise OracleInputError("replay results hold no bound: give bound.<name> (per example) or "
+                               f"bound_mean.<name> for a name in {list(BOUNDS)}")
+    for key, shape in expected.items():
+        if key in results and np.shape(results[key]) != shape:
+            raise OracleInputError(f"shape mismatch for {key!r}: results have {list(np.shape(results[key]))}, "
+                                   f"expected {list(shape)}")
+    gradients = []
+    for g in GRADIENTS:
+        given = [p for p in names if grad_key(g, p) in results]
+        if given and len(given) != len(names):
+            missing = next(p for p in names if grad_key(g, p) not in results)
+            raise OracleInputError(f"replay results give some grad.{g}.* but not all: missing key "
+                                   f"{grad_key(g, missing)!r}")
+        if given:
+            gradients.append(g)
+    return h, kc, gradients
+
+
+def replay_check(fixture, results, rtol=None, atol=None, diagnose=True):
+    """Replay the candidate's results (a dict or a path) on ``fixture``; a :class:`ReplayReport`."""
+    if not isinstance(fixture, Fixture):
+        fixture = load_fixture(fixture)
+    if not isinstance(results, dict):
+        results = load_results(results)
+    m = fixture.manifest
+    tol = fixture.tolerance
+    rtol = tol["rtol"] if rtol is None else rtol
+    atol = tol["atol"] if atol is None else atol
+    params, x, _ = fixture.model_inputs()
+    h, kc, gradients = _read_candidate(fixture, results)
+    k = m["k"]
+    problems = []
+    if kc != k:
+        off = {-1: " (k off by one: num_particles one too small?)", 1: " (k off by one: one sample too many?)"}
+        problems.append(f"h.h1: the candidate drew k = {kc} samples per example, the fixture asks for k = {k}"
+                        f"{off.get(kc - k, '')}; the rest is replayed at the candidate's k = {kc}")
+    eps = recover_eps(params, x, h)
+    noise = [noise_statistics(e, EPS_ALPHA / len(eps)) for e in eps]
+    for l, st in enumerate(noise, start=1):
+        if not st["normal"]:
+            problems.append(
+                f"h.h{l}: the recovered noise eps = (h - mu) / sigma does not look N(0, 1) (mean {st['mean']:.3g}, "
+                f"std {st['std']:.3g}, max |eps| {st['max_abs']:.3g}, p-values: mean {st['p_mean']:.1e}, "
+                f"spread {st['p_var']:.1e}, shape {st['p_ks']:.1e}): the latents were not drawn as "
+                "h = mu + exp(log_sigma) * eps with this fixture's parameters; check the sigma convention "
+                "(log_sigma is a log standard deviation) and the dense layer (y = x @ W + b, W of shape "
+                "(n_in, n_out), the transpose of torch.nn.Linear.weight)")
+    settings = dict(m["settings"])
+    if kc != k:
+        for key in ("miwae_M", "piwae_M"):
+            if kc % settings[key]:
+                settings[key] = default_settings(kc)[key]
+    with np.errstate(all="ignore"):
+        outputs = compute_outputs(params, x, eps, settings, gradients=gradients)
+    rows = [compare_arrays(results[key], outputs[key], rtol, atol, key) for key in outputs if key in results]
+    report = ReplayReport(m.get("name", ""), k, kc, rows, noise, problems)
+    if diagnose and not report.passed:
+        report.diagnosis = diagnose_exact(params, x, {key: results[key] for key in results}, h=h)
+    return report

@@ -1,0 +1,302 @@
+r"""Statistical mode: check a black box from N independent draws of its bound and gradient.
+
+The candidate evaluates a fixture's parameters and batch ``N`` times, each time with fresh noise and the
+fixture's ``k`` samples per example, and writes per draw its bound (``bound.<name> (N, B)`` per example
+and/or ``bound_mean.<name> (N,)``) and optionally its gradient of the batch mean (``grad.<name>.<p>
+(N, *shape)``, an ascent direction). iwae-np draws its own ``n_ref`` evaluations and compares the means,
+coordinate by coordinate, with Welch's two-sample test,
+
+.. math::
+    t_j = \frac{\bar a_j - \bar r_j}{\sqrt{s_{a,j}^2 / N + s_{\bar r, j}^2}}, \qquad
+    \nu_j = \frac{(s_{a,j}^2 / N + s_{\bar r, j}^2)^2}{(s_{a,j}^2 / N)^2 / (N - 1) + (s_{\bar r,j}^2)^2 / \nu_r},
+
+reported as the normal z-score of the same two-sided p-value, against the Bonferroni threshold
+:math:`z^* = \Phi^{-1}(1 - \alpha / 2m)` over all ``m`` coordinates tested. The reference's own bound
+values are per draw (:math:`\nu_r = n_{ref} - 1`); its gradients come from ``G`` groups of draws, each
+group's mean gradient from one vectorized backward pass, so :math:`s_{\bar r}^2` is the variance of the
+group means over ``G`` (:math:`\nu_r = G - 1`).
+
+Power: a candidate whose quantity is :math:`(1 + \rho)` times the right one is rejected with probability
+:data:`POWER` once :math:`|\rho \mu_j| \ge (z^* + z_{POWER})\, se_j` for some coordinate, so the smallest
+detectable relative bias at this ``N`` is :math:`\rho_{min} = (z^* + z_{POWER}) \min_j se_j / |\mu_j|`
+(:math:`\min_j se_j / |\mu_j|` is the noise floor), and a target :math:`\rho_t` needs about
+:math:`N (\rho_{min} / \rho_t)^2` draws (both sides scaled alike).
+"""
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.stats
+
+from ..model import log_importance_weights, sample_eps
+from ..tree import flatten_tree
+from .diagnosis import VariantMatch
+from .format import Fixture, OracleInputError, grad_key, load_fixture, load_results
+from .quantities import BOUNDS, GRADIENTS
+from .variants import VARIANTS, evaluate, mean_gradient, tile_batch
+
+__all__ = ["POWER", "MIN_DRAWS", "QuantityTest", "StatisticalReport", "statistical_check", "welch_z",
+           "reference_statistics", "read_draws"]
+
+#: The probability of detection the power statement is made at.
+POWER = 0.8
+#: Fewest draws the statistical mode accepts from a candidate.
+MIN_DRAWS = 20
+
+
+@dataclass
+class QuantityTest:
+    """The test of one quantity (``bound.<name>``, ``bound_mean.<name>`` or a gradient ``grad.<name>``)."""
+    key: str
+    n_coordinates: int
+    max_abs_z: float
+    worst: str
+    noise_floor: float
+    min_detectable_bias: float
+    recommended_draws: int
+    rejected: int = 0
+
+
+@dataclass
+class StatisticalReport:
+    name: str
+    k: int
+    draws: int
+    reference_draws: int
+    groups: int
+    alpha: float
+    threshold: float
+    target: float
+    tests: list
+    diagnosis: list = field(default_factory=list)
+
+    @property
+    def coordinates(self):
+        return sum(t.n_coordinates for t in self.tests)
+
+    @property
+    def passed(self):
+        return all(t.rejected == 0 for t in self.tests)
+
+
+def welch_z(mean_a, var_mean_a, df_a, mean_r, var_mean_r, df_r):
+    """Welch's two-sample test of equal means, each side given by its mean, the variance of that mean and
+    its degrees of freedom; returns the normal z-score of the two-sided p-value (arrays broadcast)."""
+    mean_a, mean_r = np.asarray(mean_a, float), np.asarray(mean_r, float)
+    va, vr = np.asarray(var_mean_a, float), np.asarray(var_mean_r, float)
+    se2 = va + vr
+    diff = mean_a - mean_r
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.abs(diff) / np.sqrt(se2)
+        df = se2 ** 2 / (va ** 2 / df_a + vr ** 2 / df_r)
+        df = np.where(np.isfinite(df), df, 1e9)
+        p = 2 * scipy.stats.t.sf(t, df)
+        # where p underflows (|t| beyond ~38) the z-score is t itself to the precision that matters
+        z = np.where(p > 1e-300, scipy.stats.norm.isf(p / 2), t)
+    # no spread on either side: equal means agree, different means differ beyond any threshold
+    z = np.where(se2 > 0, z, np.where(diff == 0, 0.0, np.inf))
+    return np.where(np.isnan(z), np.inf, z)
+
+
+def read_draws(fixture, results):
+    """Validate the candidate's per-draw arrays; returns ``(N, {key: float64 array})`` and the gradient names."""
+    m = fixture.manifest
+    B = m["batch"]
+    names = [p["name"] for p in m["parameters"]]
+    shapes = {p["name"]: tuple(p["shape"]) for p in m["parameters"]}
+    expected = {f"bound.{b}": (B,) for b in BOUNDS}
+    expected.update({f"bound_mean.{b}": () for b in BOUNDS})
+    expected.update({grad_key(g, p): shapes[p] for g in GRADIENTS for p in names})
+    unknown = sorted(set(results) - set(expected))
+    if unknown:
+        raise OracleInputError(f"statistical results hold keys that are not per-draw quantities: {unknown[:4]}"
+                               " (see docs/oracle.md, statistical mode)")
+    if not results:
+        raise OracleInputError("statistical results are empty: give bound.<name> (N, B), bound_mean.<name> (N,) "
+                               "and/or grad.<name>.<parameter> (N, ...)")
+    N = None
+    for key, shape in expected.items():
+        if key not in results:
+            continue
+        a = np.asarray(results[key])
+        if a.ndim != len(shape) + 1 or a.shape[1:] != shape:
+            raise OracleInputError(f"shape mismatch for {key!r}: results have {list(a.shape)}, expected "
+                                   f"[N, {', '.join(map(str, shape))}]".replace(", ]", "]"))
+        if N is not None and a.shape[0] != N:
+            raise OracleInputError(f"{key!r} has {a.shape[0]} draws, other keys have {N}")
+        N = a.shape[0]
+        if not np.all(np.isfinite(a)):
+            raise OracleInputError(f"{key!r} has non-finite values")
+    if N < MIN_DRAWS:
+        raise OracleInputError(f"statistical mode needs at least {MIN_DRAWS} draws, the results have {N}")
+    gradients = []
+    for g in GRADIENTS:
+        given = [p for p in names if grad_key(g, p) in results]
+        if given and len(given) != len(names):
+            missing = next(p for p in names if grad_key(g, p) not in results)
+            raise OracleInputError(f"statistical results give some grad.{g}.* but not all: missing key "
+                                   f"{grad_key(g, missing)!r}")
+        if given:
+            gradients.append(g)
+    return N, {key: np.asarray(results[key], np.float64) for key in results}, gradients
+
+
+def _group_sizes(n_ref, groups):
+    """``n_ref`` draws in ``groups`` groups of near-equal size."""
+    return [n_ref // groups + (1 if g < n_ref % groups else 0) for g in range(groups)]
+
+
+def reference_statistics(params, x, settings, keys, gradients, k, n_ref, groups, rng, variant=None):
+    """iwae-np's own draws: ``{key: (mean, variance of the mean, degrees of freedom)}`` for each key in
+    ``keys`` (``bound.<name>``, ``bound_mean.<name>``) and each gradient group ``grad.<name>`` (flat
+    arrays by parameter). With ``variant``, the variant's values (keys ``bound.iwae``, ``bound_mean.iwae``,
+    ``grad.iwae``) instead of the fixture's quantities."""
+    B = np.shape(x)[0]
+    values = {key: [] for key in keys}
+    grad_sums = {g: [] for g in gradients}
+    names = list(flatten_tree(params))
+    sizes = _group_sizes(n_ref, groups)
+    with np.errstate(all="ignore"):
+        for n in sizes:
+            eps = sample_eps(rng, params, k, n * B)  # [(k, n B, d_l)]: n draws of the batch
+            if variant is None:
+                xt = tile_batch(x, n)
+                log_w = log_importance_weights(params, xt, eps)  # (k, nB)
+                for key in keys:
+                    name = key.split(".", 1)[1]
+                    per_example = np.reshape(np.asarray(BOUNDS[name](log_w, settings)), (n, B))
+                    values[key].append(per_example if key.startswith("bound.") else per_example.mean(axis=1))
+                for g in gradients:
+                    flat = flatten_tree(GRADIENTS[g](params, xt, eps, settings))
+                    grad_sums[g].append(np.concatenate([np.ravel(flat[p]) for p in names]))
+            else:
+                out = evaluate(variant, params, x, eps, n)
+                for key in keys:
+                    v = out["bound"] if key.startswith("bound.") else out["batch"]
+                    values[key].append(np.full((n, B), np.nan) if v is None else v)
+                for g in gradients:
+                    flat = flatten_tree(mean_gradient(variant, params, x, eps, n))
+                    grad_sums[g].append(np.concatenate([np.ravel(flat[p]) for p in names]))
+    stats = {}
+    for key, parts in values.items():
+        a = np.concatenate(parts)  # (n_ref, ...) one row per draw
+        stats[key] = (a.mean(axis=0), a.var(axis=0, ddof=1) / len(a), len(a) - 1)
+    for g, parts in grad_sums.items():
+        a, n = np.stack(parts), np.array(sizes, float)[:, None]  # (G, P) group means, (G, 1) their sizes
+        mean_ = np.sum(n * a, axis=0) / n.sum()
+        # the variance of the overall mean sum_g n_g a_g / n_ref, with Var(a_g) = s^2 / n_g estimated from
+        # the spread of the group means: s^2 = sum_g n_g (a_g - mean)^2 / (G - 1)
+        var_of_mean = np.sum(n * (a - mean_) ** 2, axis=0) / (len(a) - 1) / n.sum()
+        stats[f"grad.{g}"] = (mean_, var_of_mean, len(a) - 1)
+    return stats
+
+
+def _candidate_statistics(draws, keys, gradients, names):
+    stats = {}
+    for key in keys:
+        a = draws[key]
+        stats[key] = (a.mean(axis=0), a.var(axis=0, ddof=1) / len(a), len(a) - 1)
+    for g in gradients:
+        a = np.concatenate([np.reshape(draws[grad_key(g, p)], (len(draws[grad_key(g, p)]), -1)) for p in names], axis=1)
+        stats[f"grad.{g}"] = (a.mean(axis=0), a.var(axis=0, ddof=1) / len(a), len(a) - 1)
+    return stats
+
+
+def _coordinate_names(key, params, B):
+    if key.startswith("grad."):
+        return [f"{key}.{p.replace('/', '.')}[{', '.join(map(str, i))}]" for p, v in flatten_tree(params).items()
+                for i in np.ndindex(np.shape(v))]
+    return [key] if key.startswith("bound_mean.") else [f"{key}[{b}]" for b in range(B)]
+
+
+def _test(key, cand, ref, threshold, target, N, names):
+    (ma, va, dfa), (mr, vr, dfr) = cand, ref
+    z = np.atleast_1d(welch_z(ma, va, dfa, mr, vr, dfr))
+    se = np.sqrt(np.atleast_1d(va + vr))
+    mu = np.abs(np.atleast_1d(mr))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(mu > 0, se / mu, np.inf)
+    floor = float(np.min(rel)) if rel.size else math.inf
+    bias = (threshold + scipy.stats.norm.isf(1 - POWER)) * floor
+    recommended = int(math.ceil(N * (bias / target) ** 2)) if math.isfinite(bias) else 0
+    worst = int(np.argmax(z))
+    return QuantityTest(key, z.size, float(z[worst]), names[worst], floor, bias, recommended,
+                        int(np.sum(z > threshold)))
+
+
+def statistical_check(fixture, results, alpha=0.01, reference_draws=None, groups=50, seed=0, target=0.01,
+                      diagnose=True):
+    """Compare the candidate's draws (a dict or a path) with iwae-np's own; a :class:`StatisticalReport`.
+
+    ``reference_draws`` defaults to 4 N; ``groups`` of them give the reference gradient's spread; ``seed``
+    seeds iwae-np's draws (``numpy.random.default_rng``); ``target`` is the relative bias the recommended N
+    is for. When a coordinate rejects, each known variant (:data:`~iwae_np.oracle.variants.VARIANTS`) is
+    drawn the same way and tested against the candidate's ``iwae`` quantities.
+    """
+    if not isinstance(fixture, Fixture):
+        fixture = load_fixture(fixture)
+    if not isinstance(results, dict):
+        results = load_results(results)
+    if not 0 < alpha < 1:
+        raise OracleInputError(f"alpha must be in (0, 1), got {alpha}")
+    if not 0 < target:
+        raise OracleInputError(f"the target relative bias must be positive, got {target}")
+    m = fixture.manifest
+    k, B = m["k"], m["batch"]
+    if k < 2:
+        raise OracleInputError(f"statistical mode needs a fixture with k > 1 (this one has k = {k}): at k = 1 "
+                               "IWAE and the VAE coincide")
+    N, draws, gradients = read_draws(fixture, results)
+    n_ref = 4 * N if reference_draws is None else int(reference_draws)
+    groups = max(2, min(int(groups), n_ref))
+    if n_ref < MIN_DRAWS:
+        raise OracleInputError(f"reference_draws must be at least {MIN_DRAWS}, got {n_ref}")
+    params, x, _ = fixture.model_inputs()
+    names = list(flatten_tree(params))
+    keys = [key for key in draws if key.startswith("bound")]
+    cand = _candidate_statistics(draws, keys, gradients, names)
+    ref = reference_statistics(params, x, m["settings"], keys, gradients, k, n_ref, groups,
+                               np.random.default_rng(seed))
+    m_total = sum(np.size(cand[key][0]) for key in cand)
+    threshold = float(scipy.stats.norm.isf(alpha / (2 * m_total)))
+    tests = [_test(key, cand[key], ref[key], threshold, target, N, _coordinate_names(key, params, B))
+             for key in cand]
+    report = StatisticalReport(m.get("name", ""), k, N, n_ref, groups, alpha, threshold, target, tests)
+    if diagnose and not report.passed:
+        report.diagnosis = diagnose_statistical(fixture, cand, n_ref, groups, seed, threshold)
+    return report
+
+
+def diagnose_statistical(fixture, cand, n_ref, groups, seed, threshold, variants=VARIANTS):
+    """:class:`~iwae_np.oracle.diagnosis.VariantMatch` per variant: the largest |z| of the candidate's
+    ``bound.iwae``, ``bound_mean.iwae`` and ``grad.iwae`` against the variant's own draws, best first."""
+    m = fixture.manifest
+    params, x, _ = fixture.model_inputs()
+    keys = [key for key in ("bound.iwae", "bound_mean.iwae") if key in cand]
+    gradients = ["iwae"] if "grad.iwae" in cand else []
+    if not keys and not gradients:
+        return []
+    L, k = m["architecture"]["n_stochastic_layers"], m["k"]
+    out, reference = [], None
+    for v in variants:
+        if not v.applies_to(L, k):
+            continue
+        form = v.statistical_form()
+        ref = reference_statistics(params, x, m["settings"], keys, gradients, form.samples(k), n_ref, groups,
+                                   np.random.default_rng(seed), variant=form)
+        reference = ref if v.name == "iwae" else reference
+        errors, note = {}, ""
+        if v.name != "iwae" and reference is not None and all(
+                np.array_equal(ref[key][0], reference[key][0]) for key in ref):
+            note = "indistinguishable from iwae on this input"  # the same draws give the same values
+        for key in keys + [f"grad.{g}" for g in gradients]:
+            if np.all(np.isnan(ref[key][0])):
+                note = "no per-example bound (one bound over the batch)"
+                continue
+            (ma, va, dfa), (mr, vr, dfr) = cand[key], ref[key]
+            errors[key] = float(np.max(np.atleast_1d(welch_z(ma, va, dfa, mr, vr, dfr))))
+        ok = bool(errors) and all(e <= threshold for e in errors.values()) and not note
+        out.append(VariantMatch(v.name, v.description, errors, ok, note))
+    out.sort(key=lambda r: (not r.matches, bool(r.note), r.worst))
+    return out
+
