@@ -147,11 +147,22 @@ def main(argv=None):
     parser.add_argument("--particles-offset", type=int, default=0, help="the mistake: num_particles = k + offset")
     args = parser.parse_args(argv)
 
+    # float64 and one thread while it runs, then the caller's settings back (the tests call main in-process)
+    saved = torch.get_default_dtype(), torch.get_num_threads()
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    try:
+        run(args)
+    finally:
+        torch.set_default_dtype(saved[0])
+        torch.set_num_threads(saved[1])
+    return 0
+
+
+def run(args):
     manifest, arrays = read_fixture(args.fixture)
     if manifest["dtype"] != "float64":
         raise SystemExit("this client computes in float64; export a float64 fixture")
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
     pyro.set_rng_seed(args.seed)
     fm = FixtureModel(manifest, arrays, args.event_dims)
     x = torch.tensor(arrays["x"])
@@ -175,7 +186,6 @@ def main(argv=None):
         results = {"bound_mean.iwae": np.array(bounds), **{key(n): np.stack(v) for n, v in grads.items()}}
     np.savez(args.out, **results)
     print(f"wrote {args.out}: {args.mode}, k = {k}, batch = {B}")
-    return 0
 
 
 if __name__ == "__main__":

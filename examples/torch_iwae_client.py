@@ -137,9 +137,20 @@ def main(argv=None):
     parser.add_argument("--softplus-threshold", action="store_true", help="the mistake: x l - F.softplus(l)")
     args = parser.parse_args(argv)
 
-    manifest, arrays = read_fixture(args.fixture)
+    # float64 and one thread while it runs, then the caller's settings back (the tests call main in-process)
+    saved = torch.get_default_dtype(), torch.get_num_threads()
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
+    try:
+        run(args)
+    finally:
+        torch.set_default_dtype(saved[0])
+        torch.set_num_threads(saved[1])
+    return 0
+
+
+def run(args):
+    manifest, arrays = read_fixture(args.fixture)
     torch.manual_seed(args.seed)
     model = IWAE(manifest, arrays, args)
     x = torch.tensor(arrays["x"])
@@ -154,7 +165,6 @@ def main(argv=None):
         results.update({key: np.stack([g[key] for _, g in draws]) for key in draws[0][1]})
     np.savez(args.out, **results)
     print(f"wrote {args.out}: {args.mode}, k = {k}, batch = {x.shape[0]}")
-    return 0
 
 
 if __name__ == "__main__":

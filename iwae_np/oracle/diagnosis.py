@@ -16,7 +16,7 @@ import numpy as np
 from ..tree import flatten_tree
 from ..verify.compare import array_error
 from .format import grad_key
-from .variants import REFERENCE, VARIANTS, evaluate, mean_gradient, recover_eps, transform_params
+from .variants import REFERENCE, VARIANTS, evaluate, evaluate_with_gradient, recover_eps, transform_params
 
 __all__ = ["DIAGNOSIS_RTOL", "VariantMatch", "candidate_iwae_keys", "diagnose_exact", "format_diagnosis"]
 
@@ -57,11 +57,14 @@ def _group(key):
 def _values(v, params, x, keys, eps=None, h=None):
     """The variant's IWAE quantities on the candidate's noise, by the candidate's key groups."""
     noise = eps if h is None else recover_eps(transform_params(v, params), x, h)
-    values = evaluate(v, params, x, noise)
+    if any(key.startswith("grad.") for key in keys):
+        values, g = evaluate_with_gradient(v, params, x, noise)
+    else:
+        values, g = evaluate(v, params, x, noise), None
     out = {"log_w": values["log_w"][:, 0, :], "bound_mean.iwae": values["batch"][0],
            "bound.iwae": None if values["bound"] is None else values["bound"][0]}
-    if any(key.startswith("grad.") for key in keys):
-        out["grad.iwae"] = flatten_tree(mean_gradient(v, params, x, noise))
+    if g is not None:
+        out["grad.iwae"] = flatten_tree(g)
     return out
 
 

@@ -33,7 +33,7 @@ from ..tree import flatten_tree
 from .diagnosis import VariantMatch
 from .format import Fixture, OracleInputError, grad_key, load_fixture, load_results
 from .quantities import BOUNDS, GRADIENTS
-from .variants import VARIANTS, evaluate, mean_gradient, tile_batch
+from .variants import VARIANTS, evaluate, evaluate_with_gradient, tile_batch
 
 __all__ = ["POWER", "MIN_DRAWS", "QuantityTest", "StatisticalReport", "statistical_check", "welch_z",
            "reference_statistics", "read_draws"]
@@ -42,6 +42,10 @@ __all__ = ["POWER", "MIN_DRAWS", "QuantityTest", "StatisticalReport", "statistic
 POWER = 0.8
 #: Fewest draws the statistical mode accepts from a candidate.
 MIN_DRAWS = 20
+#: Groups of reference draws per variant in the diagnosis, which draws min(n_ref, 2 N) per variant (15
+#: variants, each group one backward pass): the reference's share of the variance is a third at most, so
+#: 19 degrees of freedom for it leave Welch's degrees of freedom in the hundreds.
+DIAGNOSIS_GROUPS = 20
 
 
 @dataclass
@@ -150,7 +154,7 @@ def reference_statistics(params, x, settings, keys, gradients, k, n_ref, groups,
     """iwae-np's own draws: ``{key: (mean, variance of the mean, degrees of freedom)}`` for each key in
     ``keys`` (``bound.<name>``, ``bound_mean.<name>``) and each gradient group ``grad.<name>`` (flat
     arrays by parameter). With ``variant``, the variant's values (keys ``bound.iwae``, ``bound_mean.iwae``,
-    ``grad.iwae``) instead of the fixture's quantities."""
+    ``grad.iwae``: ``gradients`` is ``[]`` or ``["iwae"]``) instead of the fixture's quantities."""
     B = np.shape(x)[0]
     values = {key: [] for key in keys}
     grad_sums = {g: [] for g in gradients}
@@ -170,13 +174,15 @@ def reference_statistics(params, x, settings, keys, gradients, k, n_ref, groups,
                     flat = flatten_tree(GRADIENTS[g](params, xt, eps, settings))
                     grad_sums[g].append(np.concatenate([np.ravel(flat[p]) for p in names]))
             else:
-                out = evaluate(variant, params, x, eps, n)
+                if gradients:
+                    out, g_tree = evaluate_with_gradient(variant, params, x, eps, n)
+                    flat = flatten_tree(g_tree)
+                    grad_sums["iwae"].append(np.concatenate([np.ravel(flat[p]) for p in names]))
+                else:
+                    out = evaluate(variant, params, x, eps, n)
                 for key in keys:
                     v = out["bound"] if key.startswith("bound.") else out["batch"]
                     values[key].append(np.full((n, B), np.nan) if v is None else v)
-                for g in gradients:
-                    flat = flatten_tree(mean_gradient(variant, params, x, eps, n))
-                    grad_sums[g].append(np.concatenate([np.ravel(flat[p]) for p in names]))
     stats = {}
     for key, parts in values.items():
         a = np.concatenate(parts)  # (n_ref, ...) one row per draw
@@ -263,7 +269,8 @@ def statistical_check(fixture, results, alpha=0.01, reference_draws=None, groups
              for key in cand]
     report = StatisticalReport(m.get("name", ""), k, N, n_ref, groups, alpha, threshold, target, tests)
     if diagnose and not report.passed:
-        report.diagnosis = diagnose_statistical(fixture, cand, n_ref, groups, seed, threshold)
+        report.diagnosis = diagnose_statistical(fixture, cand, min(n_ref, 2 * N), min(groups, DIAGNOSIS_GROUPS), seed,
+                                                threshold)
     return report
 
 

@@ -35,6 +35,7 @@ from ..networks import dense, tanh_mlp
 from ..special import log_mean_exp, mean
 
 __all__ = ["Variant", "VARIANTS", "REFERENCE", "get_variant", "evaluate", "mean_gradient", "recover_eps", "transform_params",
+           "evaluate_with_gradient",
            "tile_batch", "SOFTPLUS_THRESHOLD"]
 
 #: ``torch.nn.functional.softplus``'s default: it returns l itself where ``l > 20``.
@@ -212,11 +213,8 @@ def _signed_per_example(variant, per_example):
     return -per_example if variant.reduce == "minus-mean" else per_example
 
 
-def evaluate(variant, params, x, eps, n=1):
-    """Values of the variant at the noise ``eps`` of ``n`` draws (``x`` the fixture's ``(B, D)`` batch):
-    ``{"log_w": (k, n, B), "bound": (n, B) or None, "batch": (n,)}`` as numpy arrays."""
-    xt = tile_batch(x, n)
-    log_w = _log_w(variant, transform_params(variant, params), xt, eps)
+def _values(variant, log_w, n):
+    """``{"log_w": (k, n, B), "bound": (n, B) or None, "batch": (n,)}`` from the variant's log weights (k, nB)."""
     per_example = _per_example(variant, log_w)
     batch = _batch_value(variant, log_w, per_example, n)
     signed = _signed_per_example(variant, per_example)
@@ -226,9 +224,17 @@ def evaluate(variant, params, x, eps, n=1):
             "batch": np.asarray(batch)}
 
 
-def _objective(variant, x, eps, n):
+def evaluate(variant, params, x, eps, n=1):
+    """Values of the variant at the noise ``eps`` of ``n`` draws (``x`` the fixture's ``(B, D)`` batch):
+    ``{"log_w": (k, n, B), "bound": (n, B) or None, "batch": (n,)}`` as numpy arrays."""
+    with np.errstate(divide="ignore"):
+        return _values(variant, _log_w(variant, transform_params(variant, params), tile_batch(x, n), eps), n)
+
+
+def _objective(variant, x, eps, n, seen):
     def f(params):
         log_w = _log_w(variant, transform_params(variant, params), x, eps)
+        seen["log_w"] = getval(log_w)  # (the values come with the gradient's forward pass)
         if variant.gradient == "not-detached":  # sum_i w~_i log w_i with w~ = softmax(log w), live
             per_example = anp.sum(normalized_weights(log_w) * log_w, axis=0)
             surrogate = Variant("surrogate", "", reduce=variant.reduce)
@@ -237,10 +243,19 @@ def _objective(variant, x, eps, n):
     return f
 
 
-def mean_gradient(variant, params, x, eps, n=1):
-    """The gradient of the variant's batch value with respect to the fixture's parameters, averaged over
-    the ``n`` draws in ``eps`` (a tree like ``params``)."""
+def evaluate_with_gradient(variant, params, x, eps, n=1):
+    """``(values, gradient)``: :func:`evaluate`'s values and the gradient of the variant's batch value with
+    respect to the fixture's parameters, averaged over the ``n`` draws in ``eps`` (a tree like ``params``),
+    from one forward pass."""
     xt = tile_batch(x, n)
-    if variant.gradient == "stl":
-        return stl_gradient(params, xt, eps)  # the gradient of the mean over all n B examples
-    return grad(_objective(variant, xt, eps, n))(params)
+    if variant.gradient == "stl":  # the gradient of the mean over all n B examples
+        return evaluate(variant, params, x, eps, n), stl_gradient(params, xt, eps)
+    seen = {}
+    with np.errstate(divide="ignore"):
+        g = grad(_objective(variant, xt, eps, n, seen))(params)
+        return _values(variant, seen["log_w"], n), g
+
+
+def mean_gradient(variant, params, x, eps, n=1):
+    """The gradient of :func:`evaluate_with_gradient` alone."""
+    return evaluate_with_gradient(variant, params, x, eps, n)[1]
