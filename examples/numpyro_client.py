@@ -87,12 +87,13 @@ def build(manifest, arrays):
 def latents_of(key, guide, params, x, k, L):
     """The latents RenyiELBO.loss(key, ...) draws: h<l> of shape (k, B, d_l)."""
     _, key = jax.random.split(key)
-    draws = []
-    for particle_key in jax.random.split(key, k):
+
+    def one(particle_key):
         _, guide_key = jax.random.split(particle_key)
         tr = trace(seed(substitute(guide, data=params), guide_key)).get_trace(x)
-        draws.append([tr[f"h{l}"]["value"] for l in range(1, L + 1)])
-    return [jnp.stack([d[l] for d in draws]) for l in range(L)]
+        return [tr[f"h{l}"]["value"] for l in range(1, L + 1)]
+
+    return jax.jit(jax.vmap(one))(jax.random.split(key, k))
 
 
 def log_w_of(model, guide, params, x, h):
@@ -107,7 +108,7 @@ def log_w_of(model, guide, params, x, h):
                                if site["type"] == "sample")
         return total(tm) - total(tg)
 
-    return jax.vmap(one)(*h)
+    return jax.jit(jax.vmap(one))(*h)
 
 
 def main(argv=None):

@@ -205,7 +205,8 @@ def _check(args):
         from ..oracle.diagnosis import diagnose_exact, format_diagnosis
         params, x, eps = fixture.model_inputs()
         print()
-        print("\n".join(format_diagnosis(diagnose_exact(params, x, results, eps=eps))))
+        print("\n".join(format_diagnosis(diagnose_exact(params, x, results, eps=eps, rtol=rows[0].rtol),
+                                          threshold=rows[0].rtol)))
     return args._verdict
 
 
@@ -263,7 +264,7 @@ def _replay(args):
           f"{max(r.max_rel_error for r in rows):.1e}")
     if report.diagnosis:
         print()
-        print("\n".join(format_diagnosis(report.diagnosis)))
+        print("\n".join(format_diagnosis(report.diagnosis, threshold=rows[0].rtol)))
     return args._verdict
 
 

@@ -20,9 +20,10 @@ from .variants import REFERENCE, VARIANTS, evaluate, evaluate_with_gradient, rec
 
 __all__ = ["DIAGNOSIS_RTOL", "VariantMatch", "candidate_iwae_keys", "diagnose_exact", "format_diagnosis"]
 
-#: A variant matches a candidate when each quantity agrees to this relative error (looser than the
-#: fixture tolerance: the variant and the candidate compute the mistake by different arithmetic).
-DIAGNOSIS_RTOL = 1e-8
+#: A variant matches a candidate when each quantity agrees to this relative error by default: the float64
+#: fixture tolerance (a thresholded softplus differs from IWAE by 1e-8 on its hard case, so a looser one
+#: could not tell them apart). The checks pass their fixture's own tolerance.
+DIAGNOSIS_RTOL = 1e-10
 
 
 @dataclass

@@ -167,5 +167,5 @@ def replay_check(fixture, results, rtol=None, atol=None, diagnose=True):
     rows = [compare_arrays(results[key], outputs[key], rtol, atol, key) for key in outputs if key in results]
     report = ReplayReport(m.get("name", ""), k, kc, rows, noise, problems)
     if diagnose and not report.passed:
-        report.diagnosis = diagnose_exact(params, x, {key: results[key] for key in results}, h=h)
+        report.diagnosis = diagnose_exact(params, x, results, h=h, rtol=rtol)
     return report

@@ -42,9 +42,9 @@ __all__ = ["POWER", "MIN_DRAWS", "QuantityTest", "StatisticalReport", "statistic
 POWER = 0.8
 #: Fewest draws the statistical mode accepts from a candidate.
 MIN_DRAWS = 20
-#: Groups of reference draws per variant in the diagnosis, which draws min(n_ref, 2 N) per variant (15
-#: variants, each group one backward pass): the reference's share of the variance is a third at most, so
-#: 19 degrees of freedom for it leave Welch's degrees of freedom in the hundreds.
+#: Groups of reference draws per variant in the diagnosis, which draws N per variant (15 variants, each group
+#: one backward pass; the check itself draws 4 N): Welch's degrees of freedom stay above 19 + N - 1 times
+#: a factor near 1, so the t tails are close to the normal's at the Bonferroni threshold.
 DIAGNOSIS_GROUPS = 20
 
 
@@ -237,7 +237,8 @@ def statistical_check(fixture, results, alpha=0.01, reference_draws=None, groups
     ``reference_draws`` defaults to 4 N; ``groups`` of them give the reference gradient's spread; ``seed``
     seeds iwae-np's draws (``numpy.random.default_rng``); ``target`` is the relative bias the recommended N
     is for. When a coordinate rejects, each known variant (:data:`~iwae_np.oracle.variants.VARIANTS`) is
-    drawn the same way and tested against the candidate's ``iwae`` quantities.
+    drawn (min(reference_draws, N) draws in :data:`DIAGNOSIS_GROUPS` groups) and tested against the
+    candidate's ``iwae`` quantities.
     """
     if not isinstance(fixture, Fixture):
         fixture = load_fixture(fixture)
@@ -269,14 +270,19 @@ def statistical_check(fixture, results, alpha=0.01, reference_draws=None, groups
              for key in cand]
     report = StatisticalReport(m.get("name", ""), k, N, n_ref, groups, alpha, threshold, target, tests)
     if diagnose and not report.passed:
-        report.diagnosis = diagnose_statistical(fixture, cand, min(n_ref, 2 * N), min(groups, DIAGNOSIS_GROUPS), seed,
-                                                threshold)
+        report.diagnosis = diagnose_statistical(fixture, cand, min(n_ref, N), min(groups, DIAGNOSIS_GROUPS), seed,
+                                                threshold, rejected=[t.key for t in tests if t.rejected])
     return report
 
 
-def diagnose_statistical(fixture, cand, n_ref, groups, seed, threshold, variants=VARIANTS):
+def diagnose_statistical(fixture, cand, n_ref, groups, seed, threshold, rejected=(), variants=VARIANTS):
     """:class:`~iwae_np.oracle.diagnosis.VariantMatch` per variant: the largest |z| of the candidate's
-    ``bound.iwae``, ``bound_mean.iwae`` and ``grad.iwae`` against the variant's own draws, best first."""
+    ``bound.iwae``, ``bound_mean.iwae`` and ``grad.iwae`` against the variant's own draws, best first.
+
+    ``rejected``: the candidate's quantities the check rejected; IWAE itself is not a match when one of its
+    own quantities is among them (the check had more groups of reference draws than the diagnosis). A
+    variant whose draws give IWAE's values to 1e-10 (a thresholded softplus where no logit exceeds 20)
+    cannot be told from it and is not reported as a match."""
     m = fixture.manifest
     params, x, _ = fixture.model_inputs()
     keys = [key for key in ("bound.iwae", "bound_mean.iwae") if key in cand]
@@ -294,8 +300,10 @@ def diagnose_statistical(fixture, cand, n_ref, groups, seed, threshold, variants
         reference = ref if v.name == "iwae" else reference
         errors, note = {}, ""
         if v.name != "iwae" and reference is not None and all(
-                np.array_equal(ref[key][0], reference[key][0]) for key in ref):
+                np.allclose(ref[key][0], reference[key][0], rtol=1e-10, atol=0) for key in ref):
             note = "indistinguishable from iwae on this input"  # the same draws give the same values
+        if v.name == "iwae" and any(key in rejected for key in ref):
+            note = f"rejected by the check ({', '.join(key for key in ref if key in rejected)})"
         for key in keys + [f"grad.{g}" for g in gradients]:
             if np.all(np.isnan(ref[key][0])):
                 note = "no per-example bound (one bound over the batch)"
