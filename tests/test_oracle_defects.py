@@ -138,10 +138,23 @@ def test_a_fixture_without_outputs_does_not_pass(small, tmp_path, capsys):
     inputs_only = oracle.Fixture({**fixture.manifest, "arrays": {k: v for k, v in fixture.manifest["arrays"].items()
                                                                if v["role"] == "input"}},
                                  {k: fixture.arrays[k] for k in fixture.inputs})
+    with pytest.raises(oracle.OracleInputError, match="has no output arrays: nothing to compare"):
+        oracle.check_results(inputs_only, {})
     oracle.write_fixture(inputs_only, tmp_path / "inputs-only")
     np.savez(tmp_path / "r.npz", log_w=np.zeros(1))
-    assert "has no output arrays: nothing to compare" in _exit_2(
+    assert "of the fixture's output quantities are not listed as outputs" in _exit_2(
         capsys, ["oracle", "check", str(tmp_path / "inputs-only"), str(tmp_path / "r.npz")])
+
+
+def test_relabelling_an_output_as_an_input_does_not_drop_it(small, tmp_path, capsys):
+    # catches: a manifest edited so that a failing output is an "input" (checksums stay valid), which the
+    # checker then skipped: fewer arrays compared is a loosened check
+    outputs = _outputs(oracle.load_fixture(small))
+    outputs["grad.iwae.p_x.logits.b"] = outputs["grad.iwae.p_x.logits.b"] + 1e-3
+    np.savez(tmp_path / "r.npz", **outputs)
+    edited = _copy(small, tmp_path / "relabelled", lambda m: m["arrays"]["grad.iwae.p_x.logits.b"].update(role="input"))
+    err = _exit_2(capsys, ["oracle", "check", str(edited), str(tmp_path / "r.npz")])
+    assert "1 of the fixture's output quantities are not listed as outputs, e.g. 'grad.iwae.p_x.logits.b'" in err
 
 
 @pytest.mark.parametrize("perturb, code", [(False, 0), (True, 1)])

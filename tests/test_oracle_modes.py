@@ -229,3 +229,11 @@ def test_statistical_rejects_bad_input(stat_fixture, tmp_path, capsys):
         statistical_check(stat_fixture, {**draws, "bound.iwae": draws["bound.iwae"][:, :3]})
     with pytest.raises(oracle.OracleInputError, match="not per-draw quantities"):
         statistical_check(stat_fixture, {**draws, "log_w": np.zeros((20, 3, 8))})
+
+
+@pytest.mark.parametrize("mode", ["replay", "statistical"])
+def test_each_mode_has_help_with_examples(mode, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["oracle", mode, "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "examples:" in out and f"iwae-np oracle {mode} f/" in out

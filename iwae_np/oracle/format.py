@@ -23,7 +23,8 @@ from ..tree import unflatten_tree
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SUITE_VERSION", "MANIFEST_NAME", "ARRAYS_NAME", "SUITE_INDEX_NAME",
            "TOLERANCES", "OracleInputError", "Fixture", "param_key", "grad_key", "quantity_group", "array_checksum",
-           "architecture_manifest", "write_fixture", "load_fixture", "load_results", "load_npz", "read_suite_index"]
+           "architecture_manifest", "write_fixture", "load_fixture", "load_results", "load_npz", "read_suite_index",
+           "expected_outputs"]
 
 FORMAT_NAME = "iwae-np-oracle"
 FORMAT_VERSION = 1
@@ -202,6 +203,21 @@ def _check_manifest(manifest, manifest_path):
         raise _malformed(manifest_path, "'settings' must be an object")
 
 
+def expected_outputs(manifest):
+    """The output keys every fixture of the manifest's architecture holds (section 3 of docs/oracle.md), from
+    the number of stochastic layers and the parameter list; the checker refuses a manifest that marks fewer
+    (relabelling an output as an input must not drop it from the comparison)."""
+    from .quantities import BOUNDS, GRADIENTS  # (quantities imports this module)
+    L = len(manifest["eps"])
+    keys = {f"h.h{l}" for l in range(1, L + 1)} | {"log_w", "normalized_weights", "term.log_p_x_given_h1",
+                                                    f"term.log_p_h{L}", "term.log_q_h1_given_x"}
+    keys |= {f"term.log_p_h{l}_given_h{l + 1}" for l in range(1, L)}
+    keys |= {f"term.log_q_h{l + 1}_given_h{l}" for l in range(1, L)}
+    keys |= {f"bound.{b}" for b in BOUNDS} | {f"bound_mean.{b}" for b in BOUNDS}
+    keys |= {grad_key(g, p["name"]) for g in GRADIENTS for p in manifest["parameters"]}
+    return keys
+
+
 def load_fixture(path, verify=True):
     """Read a fixture directory; with ``verify``, check format, version, and each array's shape, dtype, checksum.
 
@@ -221,6 +237,14 @@ def load_fixture(path, verify=True):
     arrays = load_npz(arrays_path, "fixture arrays")
     if verify:
         listed = manifest["arrays"]
+        try:
+            unlisted = sorted(expected_outputs(manifest) - {k for k, v in listed.items() if v["role"] == "output"})
+        except (KeyError, TypeError):
+            raise _malformed(manifest_path, "'eps' and 'parameters' must list the noise and the parameters") from None
+        if unlisted:
+            raise OracleInputError(f"{manifest_path}: {len(unlisted)} of the fixture's output quantities are not "
+                                   f"listed as outputs, e.g. {unlisted[0]!r}: the manifest was edited or is "
+                                   "not a complete fixture")
         for key in arrays:
             if key not in listed:
                 raise OracleInputError(f"fixture {path}: array {key!r} is not listed in the manifest")
