@@ -7,13 +7,25 @@ that training ascends (its negative is the loss minimized) and autograd differen
 import math
 
 import autograd.numpy as anp
+import numpy as np
+from autograd.tracer import getval
 
 from .model import log_importance_weights
 from .special import log_mean_exp, mean, softmax
 
 __all__ = ["vae_bound", "iwae_bound", "normalized_weights", "vae_objective", "iwae_objective",
            "miwae_bound", "ciwae_bound", "renyi_bound", "miwae_objective", "ciwae_objective",
-           "renyi_objective"]
+           "renyi_objective", "check_log_w"]
+
+
+def check_log_w(log_w):
+    """``log_w`` must be a ``(k, batch)`` array with ``k >= 1`` samples; ``ValueError`` naming the shape otherwise.
+
+    (A 1-D or 3-D array would otherwise be reduced over the wrong axis, and ``k = 0`` gives NaN.)
+    """
+    shape = np.shape(getval(log_w))
+    if len(shape) != 2 or shape[0] < 1:
+        raise ValueError(f"log_w must have shape (k, batch) with k >= 1 samples, got shape {shape}")
 
 
 def vae_bound(log_w):
@@ -21,6 +33,7 @@ def vae_bound(log_w):
 
     ``log_w (k, batch) -> (batch,)``.
     """
+    check_log_w(log_w)
     return mean(log_w, axis=0)
 
 
@@ -32,6 +45,7 @@ def iwae_bound(log_w):
 
     with the stable logsumexp of :mod:`iwae_np.special`. ``log_w (k, batch) -> (batch,)``.
     """
+    check_log_w(log_w)
     return log_mean_exp(log_w, axis=0)
 
 
@@ -40,6 +54,7 @@ def normalized_weights(log_w):
 
     ``log_w (k, batch) -> (k, batch)``, each column sums to 1.
     """
+    check_log_w(log_w)
     return softmax(log_w, axis=0)
 
 
@@ -89,6 +104,7 @@ def miwae_bound(log_w, M):
     Sample ``i = m * K + j`` of ``log_w (M * K, batch)`` is ``w_{m,j}``, i.e. ``log_w.reshape(M, K, batch)``.
     MIWAE(1, K) is IWAE(K); MIWAE(M, 1) is the M-sample VAE estimate. ``-> (batch,)``.
     """
+    check_log_w(log_w)
     k, batch = anp.shape(log_w)
     K = check_groups(k, M)
     groups = anp.reshape(log_w, (int(M), K, batch))  # (M, K, batch)
@@ -118,6 +134,7 @@ def renyi_bound(log_w, alpha):
     and alpha = 1 is defined as that limit, :func:`vae_bound`. ``log_w (k, batch) -> (batch,)``.
     """
     alpha = check_alpha(alpha)
+    check_log_w(log_w)
     if alpha == 1.0:
         return vae_bound(log_w)
     t = 1.0 - alpha

@@ -30,7 +30,8 @@ __all__ = ["Architecture", "PRESETS", "get_architecture", "init_params", "archit
            "sample_eps", "gaussian_layer", "sample_posterior", "recognition_stats",
            "generative_log_density_terms", "recognition_log_density_terms", "generative_log_density",
            "recognition_log_density", "log_weight_terms", "log_importance_weights",
-           "sample_generative", "validate_params", "validate_x", "validate_eps", "network_names"]
+           "sample_generative", "validate_params", "validate_x", "validate_eps", "network_names",
+           "NonFiniteLogWeightError", "check_log_weights_finite"]
 
 
 @dataclass(frozen=True)
@@ -134,31 +135,56 @@ def init_params(arch, rng, dtype=np.float64, x_mean=None):
 
 
 def architecture_of(params):
-    """Read the Architecture back from a parameter tree's shapes."""
-    validate_params(params, check_values=False)
-    params = getval(params)
-    L = sum(1 for n in params if n.startswith("q_h"))
-
-    def hidden(net):
-        widths, i = [], 0
-        while f"hidden_{i}" in params[net]:
-            widths.append(np.shape(params[net][f"hidden_{i}"]["W"])[1])
-            i += 1
-        return tuple(widths)
-
-    latent = tuple(np.shape(params[f"q_h{l}"]["mu"]["W"])[1] for l in range(1, L + 1))
-    return Architecture(np.shape(params["p_x"]["logits"]["W"])[1], latent,
-                        tuple(hidden(f"q_h{l}") for l in range(1, L + 1)),
-                        (hidden("p_x"),) + tuple(hidden(f"p_h{l}") for l in range(1, L)))
+    """Read the Architecture back from a parameter tree's shapes (checked by :func:`validate_params`)."""
+    return _structure(getval(params))
 
 
 # ---------------------------------------------------------------------------------------------
 # input validation: bad input gives a ValueError that names the problem
 
 
-def validate_params(params, check_values=True):
-    """Check the tree has the model's networks and heads; with ``check_values``, that every array is finite."""
-    params = getval(params)  # under autograd the tree arrives as one DictBox
+def _heads(network):
+    return ("logits",) if network == "p_x" else ("mu", "log_sigma")
+
+
+def _layer_shapes(params, network):
+    """``[(layer name, (n_in, n_out))]`` of one network, hidden layers first; ValueError naming what is wrong."""
+    net = params[network]
+    if not isinstance(net, dict):
+        raise ValueError(f"params[{network!r}] must be a dict of layers, got {type(net).__name__}")
+    n_hidden = 0
+    while f"hidden_{n_hidden}" in net:
+        n_hidden += 1
+    names = [f"hidden_{i}" for i in range(n_hidden)] + list(_heads(network))
+    missing = [name for name in names if name not in net]
+    if missing:
+        raise ValueError(f"params[{network!r}] has no layer {missing[0]!r} (its layers: {sorted(net)}; "
+                         f"a network has hidden_0, hidden_1, ... and the heads {list(_heads(network))})")
+    unexpected = sorted(set(net) - set(names))
+    if unexpected:
+        raise ValueError(f"params[{network!r}] has unexpected layers {unexpected} (expected {names})")
+    shapes = []
+    for name in names:
+        layer, where = net[name], f"params[{network!r}][{name!r}]"
+        if not isinstance(layer, dict) or set(layer) != {"W", "b"}:
+            keys = sorted(layer) if isinstance(layer, dict) else type(layer).__name__
+            raise ValueError(f"{where} must be a dict with exactly the arrays 'W' and 'b', got {keys}")
+        W, b = np.shape(getval(layer["W"])), np.shape(getval(layer["b"]))
+        if len(W) != 2 or b != W[1:] or 0 in W:
+            raise ValueError(f"{where}: W must be a 2-D (n_in, n_out) array and b an (n_out,) array with "
+                             f"n_in, n_out >= 1; got W {W} and b {b}")
+        shapes.append((name, W))
+    below, width = "the network's input", shapes[0][1][0]  # every head reads the last hidden layer
+    for name, (n_in, n_out) in shapes:
+        if n_in != width:
+            raise ValueError(f"params[{network!r}][{name!r}]['W'] takes {n_in} inputs but {below} gives {width}")
+        if name.startswith("hidden_"):
+            below, width = repr(name), n_out
+    return shapes
+
+
+def _structure(params):
+    """The Architecture of a parameter tree, after checking its networks, layers and every shape."""
     if not isinstance(params, dict) or "p_x" not in params or "q_h1" not in params:
         raise ValueError("params must be a model parameter tree with networks 'q_h1' and 'p_x' "
                          "(see iwae_np.model.init_params)")
@@ -167,6 +193,43 @@ def validate_params(params, check_values=True):
     if set(params) != expected:
         raise ValueError(f"params has networks {sorted(params)}, expected {sorted(expected)} "
                          f"for {L} stochastic layer(s)")
+    shapes = {net: _layer_shapes(params, net) for net in params}
+
+    def width(net, head):  # output width of a head
+        return dict(shapes[net])[head][1]
+
+    def n_in(net):
+        return shapes[net][0][1][0]
+
+    latent = tuple(width(f"q_h{l}", "mu") for l in range(1, L + 1))
+    x_dim = width("p_x", "logits")
+    # what feeds each network, and what each Gaussian network must produce
+    inputs = {"q_h1": (x_dim, "x"), "p_x": (latent[0], "h1")}
+    inputs.update({f"q_h{l}": (latent[l - 2], f"h{l - 1}") for l in range(2, L + 1)})
+    inputs.update({f"p_h{l}": (latent[l], f"h{l + 1}") for l in range(1, L)})
+    for net, (d, name) in inputs.items():
+        if n_in(net) != d:
+            raise ValueError(f"params[{net!r}] takes inputs of width {n_in(net)} but its input {name} has {d} units")
+    for net in params:
+        if net == "p_x":
+            continue
+        d = latent[int(net[3:]) - 1]  # q_h{l} and p_h{l} both give h_l
+        for head in ("mu", "log_sigma"):
+            if width(net, head) != d:
+                raise ValueError(f"params[{net!r}][{head!r}] gives {width(net, head)} units, h{net[3:]} has {d}")
+
+    def hidden(net):
+        return tuple(W[1] for name, W in shapes[net] if name.startswith("hidden_"))
+
+    return Architecture(x_dim, latent, tuple(hidden(f"q_h{l}") for l in range(1, L + 1)),
+                        (hidden("p_x"),) + tuple(hidden(f"p_h{l}") for l in range(1, L)))
+
+
+def validate_params(params, check_values=True):
+    """Check the tree has the model's networks, layers and heads with consistent shapes, and one float dtype;
+    with ``check_values``, that every array is finite. Returns the dtype."""
+    params = getval(params)  # under autograd the tree arrives as one DictBox
+    _structure(params)
     flat = {name: getval(v) for name, v in flatten_tree(params).items()}
     dtype = tree_dtype(list(flat.values()))
     if check_values:
@@ -215,8 +278,9 @@ def sample_eps(rng, params_or_arch, k, batch, dtype=None):
     """Standard normal noise ``[(k, batch, d_1), ..., (k, batch, d_L)]`` from the generator ``rng``."""
     if not isinstance(rng, np.random.Generator):
         raise ValueError("rng must be a numpy.random.Generator (randomness is explicit)")
-    if int(k) != k or k < 1:
-        raise ValueError(f"the number of samples k must be an integer >= 1, got {k}")
+    for name, n in (("the number of samples k", k), ("batch", batch)):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer, float)) or int(n) != n or n < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
     if isinstance(params_or_arch, dict):
         arch = architecture_of(params_or_arch)
         # architecture_of has checked that every array shares one dtype: read it off one array
@@ -343,7 +407,36 @@ def log_weight_terms(params, x, eps, log_q_params=None, validate=True):
     p_terms = generative_log_density_terms(params, x, h)
     q_terms = recognition_log_density_terms(h, q_stats)
     log_p, log_q = _total(p_terms), _total(q_terms)
-    return {"h": h, "terms": {**p_terms, **q_terms}, "log_p": log_p, "log_q": log_q, "log_w": log_p - log_q}
+    log_w = log_p - log_q
+    if validate:
+        check_log_weights_finite(log_w, {**p_terms, **q_terms}, q_stats)
+    return {"h": h, "terms": {**p_terms, **q_terms}, "log_p": log_p, "log_q": log_q, "log_w": log_w}
+
+
+class NonFiniteLogWeightError(ValueError):
+    """A log importance weight is NaN or infinite: a density under- or overflowed (the message names the term)."""
+
+
+def check_log_weights_finite(log_w, terms, q_stats):
+    r"""Raise :class:`NonFiniteLogWeightError` naming the first non-finite term when ``log_w`` is not finite.
+
+    With finite parameters, data and noise every term of :math:`\log w` is finite in exact arithmetic, so
+    a non-finite one means a float overflowed: typically :math:`\sigma = e^{\log\sigma}` so large that
+    :math:`h^2` overflows (float32 overflows at 3.4e38, i.e. :math:`|h| > 1.8 \cdot 10^{19}`, which
+    :math:`\log\sigma \approx 44` reaches). Left alone it gives :math:`\mathcal L = -\infty` and a
+    gradient of exactly zero, which looks like a converged model.
+    """
+    values = getval(log_w)
+    if np.all(np.isfinite(values)):
+        return
+    name, term = next(((n, getval(t)) for n, t in terms.items() if not np.all(np.isfinite(getval(t)))),
+                      ("log_w", values))
+    first = np.asarray(term)[~np.isfinite(term)].ravel()[0]
+    largest = max(float(np.max(getval(log_sigma))) for _, log_sigma in q_stats)
+    raise NonFiniteLogWeightError(
+        f"{int(np.sum(~np.isfinite(values)))} of {np.size(values)} log weights are not finite in "
+        f"{np.result_type(values)}: {name} is {first}, a density overflowed (the largest log_sigma of q is "
+        f"{largest:.3g}). Use float64, a smaller learning rate, or parameters with a smaller log_sigma")
 
 
 def log_importance_weights(params, x, eps, log_q_params=None, validate=True):
