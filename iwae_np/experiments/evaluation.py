@@ -21,7 +21,7 @@ import numpy as np
 from ..data import binarize
 from ..model import architecture_of, log_importance_weights, sample_posterior, validate_params, validate_x
 from ..tree import tree_map
-from .checkpoints import load_checkpoint
+from .checkpoints import load_run_checkpoint
 
 __all__ = ["streaming_logsumexp_update", "iwae_log_likelihood", "sample_chunk_size", "active_units",
            "evaluate_run", "ACTIVE_UNIT_THRESHOLD", "MAX_CHUNK_ELEMENTS", "EVALUATION_NAME"]
@@ -96,12 +96,12 @@ def iwae_log_likelihood(params, x, rng, k=5000, batch_size=100, chunk_size=None,
     """
     if not isinstance(rng, np.random.Generator):
         raise ValueError("rng must be a numpy.random.Generator (randomness is explicit)")
-    if int(k) != k or k < 1:
-        raise ValueError(f"the number of samples k must be an integer >= 1, got {k}")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
-    if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
-        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size}")
+    for name, n in (("the number of samples k", k), ("batch_size", batch_size), ("chunk_size", chunk_size)):
+        if n is None and name == "chunk_size":
+            continue
+        if not (isinstance(n, (int, float, np.integer, np.floating)) and not isinstance(n, bool)
+                and math.isfinite(n) and int(n) == n and n >= 1):
+            raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
     validate_params(params)
     params = _as_dtype(params, dtype)
     work_dtype = validate_params(params, check_values=False)
@@ -179,9 +179,13 @@ def evaluate_run(run_dir, dataset, k=5000, train_subset=1000, seed=0, batch_size
     test set. Computed in float64. Returns a JSON-ready dict with everything a table row needs,
     including ``test_L``, :math:`\mathcal L_k` of every test image (for paired comparisons: every model
     is evaluated on the same binarized test images).
+    ``train_subset`` is an integer >= 0 (0: no training-set estimate); a larger one than the training
+    set evaluates all of it.
     """
     from .. import __version__
-    ck = load_checkpoint(run_dir)
+    if isinstance(train_subset, bool) or not isinstance(train_subset, (int, np.integer)) or train_subset < 0:
+        raise ValueError(f"train_subset must be an integer >= 0 (0: skip), got {train_subset!r}")
+    ck = load_run_checkpoint(run_dir)
     meta, params = ck["meta"], ck["params"]
     config = meta["config"]
     t0 = time.monotonic()

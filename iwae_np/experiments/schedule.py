@@ -27,8 +27,19 @@ def paper_schedule(stages=8, pass_scale=1.0, start_stage=0, lr0=1e-3):
         raise ValueError(f"pass_scale must be a finite number > 0, got {pass_scale}")
     if not (lr0 > 0 and math.isfinite(lr0)):
         raise ValueError(f"the learning rate must be a finite number > 0, got {lr0}")
-    return [{"stage": i, "passes": max(1, round(3 ** i * pass_scale)), "lr": lr0 * 10 ** (-i / 7)}
+    return [{"stage": i, "passes": _passes(i, pass_scale), "lr": lr0 * 10 ** (-i / 7)}
             for i in range(int(start_stage), int(stages))]
+
+
+def _passes(i, pass_scale):
+    try:
+        n = 3 ** i * pass_scale
+    except OverflowError:  # 3^i beyond the float range
+        n = math.inf
+    if not math.isfinite(n):
+        raise ValueError(f"stage {i} would run 3^{i} x {pass_scale} passes, more than a float holds: "
+                         "fewer stages or a smaller pass_scale")
+    return max(1, round(n))
 
 
 def check_schedule(schedule):

@@ -4,21 +4,23 @@ r"""The paper's Table 1 end to end: train and evaluate every cell, print it besi
   layers), cells in parallel processes, finished cells skipped; :func:`markdown_table` prints it
   beside the paper's numbers (:data:`PAPER_TABLE1`).
 """
-import json
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 from ..data import dataset_from_spec
-from ..files import write_json
+from ..files import read_json, write_json
 from ..model import PRESETS
 from .checkpoints import CHECKPOINT_NAME
 from .evaluation import EVALUATION_NAME, evaluate_run
-from .training import NonFiniteLossError, TrainConfig, train
+from .rundirs import check_not_foreign, check_output_dir, claim_directory
+from .training import CONFIG_NAME, METRICS_NAME, TrainConfig, train
 
-__all__ = ["PAPER_TABLE1", "PAPER_TABLE3", "TABLE_OBJECTIVES", "table_cells", "run_cell", "run_table",
-           "markdown_table", "cell_name", "with_shared_k1", "paper_key"]
+__all__ = ["PAPER_TABLE1", "PAPER_TABLE3", "TABLE_OBJECTIVES", "table_cells", "run_cell", "cell_config",
+           "check_table_dir", "run_table", "markdown_table", "cell_name", "with_shared_k1", "paper_key"]
 
 #: The objectives of the paper's tables.
 TABLE_OBJECTIVES = ("vae", "iwae")
@@ -71,19 +73,36 @@ def run_cell(cell, base, out_dir, eval_opts, progress=False, log=print):
 
     ``base``: keyword arguments of :class:`TrainConfig` shared by every cell (architecture is
     chosen by the cell's layer count unless ``base["architectures"]`` maps it). Returns the
-    evaluation dict, or ``{"status": "interrupted", ...}``.
+    evaluation dict, ``{"status": "interrupted", ...}``, or ``{"status": "failed", "error": ...}``
+    when the cell cannot go on (a non-finite loss, a file in the way, a failed write: the
+    message says which and nothing already written is lost); the other cells go on.
     """
     run_dir = Path(out_dir) / cell["name"]
     eval_path = run_dir / EVALUATION_NAME
-    if eval_path.is_file():
-        done = json.loads(eval_path.read_text())
-        if done.get("eval_k") == eval_opts["k"] and done.get("status") == "finished":
-            log(f"[{cell['name']}] already done: test NLL {done['test_nll']:.2f}")
-            return done
+    try:
+        if eval_path.is_file():
+            check_not_foreign(eval_path)
+            done = read_json(eval_path)
+            if (isinstance(done, dict) and done.get("eval_k") == eval_opts["k"] and done.get("status") == "finished"
+                    and (run_dir / CHECKPOINT_NAME).is_file()):
+                log(f"[{cell['name']}] already done: test NLL {done['test_nll']:.2f}")
+                return done
+        return _train_and_evaluate(cell, base, run_dir, eval_opts, progress, log)
+    except (ValueError, OSError) as err:  # NonFiniteLossError, ForeignFileError, CheckpointWriteError, ...
+        log(f"[{cell['name']}] failed: {err}")
+        return {"status": "failed", "name": cell["name"], "error": str(err)}
+
+
+def cell_config(cell, base):
+    """The :class:`TrainConfig` of a cell."""
     base = dict(base)
     archs = base.pop("architectures", None) or {}
     arch = archs.get(cell["layers"]) or PRESETS["one-layer" if cell["layers"] == 1 else "two-layer"]
-    config = TrainConfig(architecture=arch, objective=cell["objective"], k=cell["k"], **base)
+    return TrainConfig(architecture=arch, objective=cell["objective"], k=cell["k"], **base)
+
+
+def _train_and_evaluate(cell, base, run_dir, eval_opts, progress, log):
+    config = cell_config(cell, base)
     dataset = dataset_from_spec(config.data)
     resume = (run_dir / CHECKPOINT_NAME).is_file()
     t0 = time.monotonic()
@@ -97,20 +116,61 @@ def run_cell(cell, base, out_dir, eval_opts, progress=False, log=print):
             log(f"[{cell['name']}] stage {record['stage']} done ({record['passes_done']} passes, "
                 f"{time.monotonic() - t0:.0f} s): {bounds}")
 
-    try:
-        out = train(dataset, config, run_dir, resume=resume, progress=progress, callback=stage_log)
-    except NonFiniteLossError as err:  # one diverged cell does not stop the others
-        log(f"[{cell['name']}] failed: {err}")
-        return {"status": "failed", "name": cell["name"], "error": str(err)}
+    out = train(dataset, config, run_dir, resume=resume, progress=progress, callback=stage_log)
     if out["status"] != "finished":
         log(f"[{cell['name']}] interrupted; its checkpoint is saved")
         return {"status": "interrupted", "name": cell["name"]}
     log(f"[{cell['name']}] trained in {time.monotonic() - t0:.0f} s; evaluating L_{eval_opts['k']}")
     result = evaluate_run(run_dir, dataset, progress=progress, **eval_opts)
     result["cell"] = cell["name"]
-    write_json(eval_path, result)
+    write_json(run_dir / EVALUATION_NAME, result)
     log(f"[{cell['name']}] test NLL {result['test_nll']:.2f}, active units {result['active_units']}")
     return result
+
+
+def check_table_dir(cells, out_dir):
+    """Before anything runs: ``out_dir`` and every cell's run directory usable, and no user's file where a
+    cell or the table writes one (ValueError naming it)."""
+    out_dir = Path(out_dir)
+    check_output_dir(out_dir)
+    for name in ("results.json", "table.md"):
+        check_not_foreign(out_dir / name)
+    for cell in cells:
+        run_dir = out_dir / cell["name"]
+        check_output_dir(run_dir)
+        for name in (CONFIG_NAME, METRICS_NAME, EVALUATION_NAME):
+            check_not_foreign(run_dir / name)
+
+
+# ---------------------------------------------------------------------------------------------
+# cells in worker processes; a worker whose parent is gone saves its cell and exits
+
+
+#: Seconds between a worker's checks that its parent (the table process) is still there.
+PARENT_POLL_SECONDS = 0.5
+#: Seconds an orphaned worker waits for its cell to save its checkpoint after Ctrl-C before it exits anyway.
+ORPHAN_GRACE_SECONDS = 120.0
+
+_worker_state = {"busy": False, "orphaned": False}
+
+
+def _init_worker(parent_pid):
+    """Pool initializer: watch the parent from a daemon thread (see :func:`_watch_parent`)."""
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="iwae_np-watch-parent", daemon=True).start()
+
+
+def _watch_parent(parent_pid):
+    """When the table process is gone (killed, even by SIGKILL), end this worker instead of leaving it
+    blocked on the pool's queue forever: at once when idle, else by Ctrl-C (SIGINT), which makes the
+    cell save its checkpoint (a rerun resumes it), then :func:`_worker` exits."""
+    while os.getppid() == parent_pid:  # an orphan is adopted by another process: its parent id changes
+        time.sleep(PARENT_POLL_SECONDS)
+    _worker_state["orphaned"] = True
+    if not _worker_state["busy"]:
+        os._exit(1)
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(ORPHAN_GRACE_SECONDS)
+    os._exit(1)
 
 
 def _worker(payload):
@@ -120,25 +180,40 @@ def _worker(payload):
     except ImportError:  # the environment variables set by run_table already hold BLAS to one thread
         import contextlib
         threadpool_limits = lambda limits: contextlib.nullcontext()
-    with threadpool_limits(limits=threads):
-        try:
+    _worker_state["busy"] = True
+    try:
+        with threadpool_limits(limits=threads):
             return run_cell(cell, base, out_dir, eval_opts, progress=False, log=lambda s: print(s, file=sys.stderr, flush=True))
-        except KeyboardInterrupt:
-            return {"status": "interrupted", "name": cell["name"]}
+    except KeyboardInterrupt:
+        return {"status": "interrupted", "name": cell["name"]}
+    finally:
+        _worker_state["busy"] = False
+        if _worker_state["orphaned"]:
+            os._exit(130)  # nobody to report to
 
 
 def run_table(cells, base, out_dir, eval_opts, jobs=None, progress=True, log=print):
-    """Run every cell (in ``jobs`` parallel processes, BLAS at one thread each) and return their results."""
+    """Run every cell (in ``jobs`` parallel processes, BLAS at one thread each) and return their results.
+
+    The table directory is checked first (:func:`check_table_dir`) and held by this process while
+    the cells run. Worker processes end when this process does, however it ends.
+    """
     out_dir = Path(out_dir)
+    check_table_dir(cells, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(cells)))
-    if jobs == 1:
-        results = []
-        for i, c in enumerate(cells):
-            results.append(run_cell(c, base, out_dir, eval_opts, progress=progress, log=log))
-            if results[-1]["status"] == "interrupted":  # Ctrl-C stops the grid, not just this cell
-                return results + [{"status": "not run", "name": rest["name"]} for rest in cells[i + 1:]]
-        return results
+    with claim_directory(out_dir, ("results.json", "table.md")):
+        jobs = max(1, min(jobs or os.cpu_count() or 1, len(cells)))
+        if jobs == 1:
+            results = []
+            for i, c in enumerate(cells):
+                results.append(run_cell(c, base, out_dir, eval_opts, progress=progress, log=log))
+                if results[-1]["status"] == "interrupted":  # Ctrl-C stops the grid, not just this cell
+                    return results + [{"status": "not run", "name": rest["name"]} for rest in cells[i + 1:]]
+            return results
+        return _run_in_processes(cells, base, out_dir, eval_opts, jobs)
+
+
+def _run_in_processes(cells, base, out_dir, eval_opts, jobs):
     import concurrent.futures as cf
     import multiprocessing
     results = {}
@@ -149,7 +224,8 @@ def run_table(cells, base, out_dir, eval_opts, jobs=None, progress=True, log=pri
     saved = {v: os.environ.get(v) for v in _THREAD_VARIABLES}
     os.environ.update({v: "1" for v in _THREAD_VARIABLES})
     try:
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                    initializer=_init_worker, initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(_worker, p): p[0]["name"] for p in payloads}
             try:
                 for f in cf.as_completed(futures):

@@ -24,26 +24,49 @@ import numpy as np
 from ..data import binarize
 from ..estimators import get_objective
 from ..files import write_text
-from ..model import Architecture, architecture_of, init_params, sample_eps, validate_params
+from ..model import (Architecture, NonFiniteLogWeightError, architecture_of, init_params, sample_eps,
+                     validate_params)
 from ..optimizers import PAPER_ADAM, NonFiniteGradientError, adam_init, adam_update
 from ..tree import tree_map
-from .checkpoints import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from .checkpoints import (CHECKPOINT_NAME, CheckpointError, CheckpointWriteError, load_run_checkpoint,
+                          save_checkpoint)
+from .rundirs import check_not_foreign, check_output_dir, claim_directory
 from .schedule import check_schedule, paper_schedule
 
 __all__ = ["train_step", "TrainConfig", "train", "NonFiniteLossError", "RunState", "start_run", "resume_run",
-           "run_steps", "end_stage", "METRICS_NAME", "CONFIG_NAME"]
+           "run_steps", "end_stage", "write_metrics", "check_adam", "check_fresh_run_dir", "config_of_checkpoint",
+           "METRICS_NAME", "CONFIG_NAME"]
 
 METRICS_NAME = "metrics.jsonl"
 CONFIG_NAME = "config.json"
+
+
+def _is_number(v):
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def check_adam(adam):
+    """Adam's settings: exactly ``b1, b2`` in [0, 1) and ``eps > 0``, finite numbers; returned as floats."""
+    if not isinstance(adam, dict) or set(adam) != {"b1", "b2", "eps"}:
+        raise ValueError(f"adam must have exactly the keys b1, b2, eps, got {adam!r}")
+    if not all(_is_number(v) and math.isfinite(v) for v in adam.values()):
+        raise ValueError(f"Adam's settings must be finite numbers, got {adam}")
+    if not (0 <= adam["b1"] < 1 and 0 <= adam["b2"] < 1 and adam["eps"] > 0):
+        raise ValueError(f"Adam needs 0 <= b1, b2 < 1 and eps > 0, got {adam}")
+    return {key: float(v) for key, v in adam.items()}
 
 
 def train_step(params, opt_state, x, rng, k, lr, objective="iwae", adam=None):
     """Sample ``eps`` from ``rng``, take the gradient of the bound and one Adam step on its negative.
 
     Returns ``(params, opt_state, bound)`` where ``bound`` is the batch-mean value of the bound
-    before the step (a Python float). A non-finite gradient raises
-    :class:`~iwae_np.optimizers.NonFiniteGradientError` and leaves nothing changed.
+    before the step (a Python float). ``lr`` must be a finite number > 0 (``ValueError``). A
+    non-finite gradient raises :class:`~iwae_np.optimizers.NonFiniteGradientError`, a non-finite
+    log weight :class:`~iwae_np.model.NonFiniteLogWeightError`; either leaves nothing changed.
     """
+    if not (_is_number(lr) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"the learning rate lr must be a finite number > 0, got {lr!r}")
+    adam = check_adam(adam) if adam is not None else None
     value_and_gradient = get_objective(objective, k)
     eps = sample_eps(rng, params, k, np.shape(x)[0])
     bound, grads = value_and_gradient(params, x, eps)
@@ -61,8 +84,7 @@ class TrainConfig:
     ``"miwae:M=5+dreg"`` (:func:`iwae_np.estimators.get_objective`). ``schedule``: as returned by :func:`paper_schedule`. ``adam``:
     Adam's ``b1, b2, eps``. ``dtype``: of the parameters during training. ``monitor_k`` and
     ``monitor_size``: the bound :math:`\\mathcal L_k` reported in the metrics after every stage, on
-    that many test and training examples (0 turns it off); ``monitor_every``: also after every that
-    many passes within a stage (0: at stage ends only), for curves of the bound against passes. ``data``: a description of the data
+    that many test and training examples (0 turns it off). ``data``: a description of the data
     set (name, directory, subset), for the record and for ``--resume``. ``init_from``: the
     checkpoint the parameters were loaded from, if any.
     """
@@ -76,36 +98,27 @@ class TrainConfig:
     seed: int = 0
     monitor_k: int = 50
     monitor_size: int = 1000
-    monitor_every: int = 0
     data: dict = dataclasses.field(default_factory=dict)
     init_from: str = None
 
     def __post_init__(self):
         if isinstance(self.architecture, dict):
-            self.architecture = Architecture.from_dict(self.architecture)
+            try:
+                self.architecture = Architecture.from_dict(self.architecture)
+            except (KeyError, TypeError) as err:
+                raise ValueError(f"architecture {self.architecture!r} is not an architecture ({err!r})") from None
         if not isinstance(self.architecture, Architecture):
             raise ValueError(f"architecture must be an Architecture, got {type(self.architecture).__name__}")
-        get_objective(self.objective, int(self.k))  # raises ValueError naming an unknown objective
-        for name in ("k", "batch_size"):
+        for name, low in (("k", 1), ("batch_size", 1), ("seed", 0), ("monitor_k", 1), ("monitor_size", 0)):
             v = getattr(self, name)
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v}")
-        if int(self.monitor_k) != self.monitor_k or self.monitor_k < 1:
-            raise ValueError(f"monitor_k must be an integer >= 1, got {self.monitor_k}")
-        if int(self.monitor_size) != self.monitor_size or self.monitor_size < 0:
-            raise ValueError(f"monitor_size must be an integer >= 0, got {self.monitor_size}")
-        if int(self.monitor_every) != self.monitor_every or self.monitor_every < 0:
-            raise ValueError(f"monitor_every must be an integer >= 0 (passes), got {self.monitor_every}")
+            if not (_is_number(v) and math.isfinite(v) and int(v) == v and v >= low):
+                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+        get_objective(self.objective, int(self.k))  # raises ValueError naming an unknown objective
         if str(self.dtype) not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        if set(self.adam) != {"b1", "b2", "eps"}:
-            raise ValueError(f"adam must have exactly the keys b1, b2, eps, got {sorted(self.adam)}")
-        if not (0 <= self.adam["b1"] < 1 and 0 <= self.adam["b2"] < 1 and self.adam["eps"] > 0):
-            raise ValueError(f"Adam needs 0 <= b1, b2 < 1 and eps > 0, got {self.adam}")
+        self.adam = check_adam(self.adam)
         self.k, self.batch_size, self.seed = int(self.k), int(self.batch_size), int(self.seed)
         self.monitor_k, self.monitor_size, self.dtype = int(self.monitor_k), int(self.monitor_size), str(self.dtype)
-        self.monitor_every = int(self.monitor_every)
-        self.adam = {key: float(v) for key, v in self.adam.items()}
         self.schedule = check_schedule(self.schedule)
 
     def to_dict(self):
@@ -115,6 +128,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d):
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)}) if isinstance(d, dict) else None
+        if unknown is None or unknown:
+            raise ValueError(f"not a training configuration: unknown fields {unknown}" if unknown
+                             else f"a training configuration is a dict, got {type(d).__name__}")
         return cls(**d)
 
     @property
@@ -137,6 +154,8 @@ class RunState:
     ``pos``: ``stage`` (index into the schedule), ``pass`` and ``step`` within it, ``global_step``,
     and the running sum of the stage's training bound. ``perm``: the data order of the current pass.
     ``history``: the per-stage metric records. ``elapsed``: training wall time before this process.
+    ``latest``: the last consistent state (a :meth:`snapshot`: after a completed step, or after the
+    end of a stage), what Ctrl-C saves; ``saved``: the snapshot last written to the checkpoint.
     """
     config: TrainConfig
     run_dir: Path
@@ -154,6 +173,8 @@ class RunState:
     started: float = dataclasses.field(default_factory=time.monotonic)
     saved_step: int = None  # global step of the last checkpoint written (None: none yet)
     saved_at: float = dataclasses.field(default_factory=time.monotonic)
+    latest: dict = None
+    saved: dict = None
 
     @property
     def checkpoint_path(self):
@@ -166,7 +187,11 @@ class RunState:
                 "elapsed": self.elapsed + time.monotonic() - self.started, "status": status}
 
     def save(self, snap):
-        """Write ``snap`` (a :meth:`snapshot`) as the run's checkpoint."""
+        """Write ``snap`` (a :meth:`snapshot`) as the run's checkpoint.
+
+        A failed write raises :class:`~iwae_np.experiments.checkpoints.CheckpointWriteError` saying
+        which checkpoint is still there; nothing else has changed.
+        """
         config = self.config
         bit_generator = type(self.rng.bit_generator)()
         bit_generator.state = snap["rng_state"]
@@ -175,9 +200,18 @@ class RunState:
                 "position": snap["pos"], "history": snap["history"], "elapsed": snap["elapsed"],
                 "status": snap["status"], "data_fingerprint": self.fingerprint,
                 "steps_per_pass": steps_per_pass(self), "total_passes": config.total_passes}
-        save_checkpoint(self.checkpoint_path, snap["params"], snap["opt_state"],
-                        np.random.Generator(bit_generator), meta, snap["perm"])
-        self.saved_at, self.saved_step = time.monotonic(), snap["pos"]["global_step"]
+        try:
+            save_checkpoint(self.checkpoint_path, snap["params"], snap["opt_state"],
+                            np.random.Generator(bit_generator), meta, snap["perm"])
+        except CheckpointWriteError as err:
+            kept = (f"the checkpoint after global step {self.saved_step} is intact" if self.saved_step is not None
+                    else "no checkpoint had been written yet")
+            failure = CheckpointWriteError(f"could not write the checkpoint {self.checkpoint_path} "
+                                           f"({err.__cause__.strerror or err.__cause__}); {kept}. Make room (or "
+                                           f"raise the file-size limit) and continue with --resume")
+            failure.errno, failure.filename = err.errno, err.filename
+            raise failure from err.__cause__
+        self.saved_at, self.saved_step, self.saved = time.monotonic(), snap["pos"]["global_step"], snap
 
     def result(self, status=None):
         return {"params": self.params, "status": status or self.status, "history": self.history,
@@ -196,33 +230,60 @@ def data_fingerprint(dataset):
             "train_mean_sha256": digest.hexdigest()[:16]}
 
 
-def start_run(dataset, config, run_dir, params=None):
-    """A fresh run: Glorot init (output bias from the training mean) or ``params``, fresh Adam, ``config.json`` written."""
-    run_dir = Path(run_dir)
-    if (run_dir / CHECKPOINT_NAME).exists():
-        raise ValueError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}); continue it with "
-                         "--resume or choose another output directory")
+def _initial_params(dataset, config, params):
+    """Glorot init (output bias from the training mean), or ``params`` checked against the configuration."""
     dtype = np.dtype(config.dtype)
     rng = np.random.Generator(np.random.PCG64(config.seed))
     if params is None:
-        params = init_params(config.architecture, rng, dtype, x_mean=dataset.train_mean)
-    else:
-        if architecture_of(params) != config.architecture:
-            raise ValueError(f"the initial parameters have architecture {architecture_of(params)}, "
-                             f"the configuration says {config.architecture}")
-        params = tree_map(lambda p: np.asarray(p, dtype=dtype), params)
-        validate_params(params)
+        return init_params(config.architecture, rng, dtype, x_mean=dataset.train_mean), rng
+    if architecture_of(params) != config.architecture:
+        raise ValueError(f"the initial parameters have architecture {architecture_of(params)}, "
+                         f"the configuration says {config.architecture}")
+    params = tree_map(lambda p: np.asarray(p, dtype=dtype), params)
+    validate_params(params)
+    return params, rng
+
+
+def check_fresh_run_dir(run_dir):
+    """A new run may start in ``run_dir``: no checkpoint there, and no ``config.json`` or ``metrics.jsonl`` that
+    iwae-np did not write (:class:`~iwae_np.experiments.rundirs.ForeignFileError`). Checks only; writes nothing."""
+    run_dir = Path(run_dir)
+    check_output_dir(run_dir, "run directory")
+    if (run_dir / CHECKPOINT_NAME).exists():
+        raise ValueError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}); continue it with "
+                         "--resume or choose another output directory")
+    for name in (CONFIG_NAME, METRICS_NAME):
+        check_not_foreign(run_dir / name)
+
+
+def start_run(dataset, config, run_dir, params=None):
+    """A fresh run: Glorot init (output bias from the training mean) or ``params``, fresh Adam, ``config.json`` written.
+
+    ``run_dir`` must hold no checkpoint, and no ``config.json`` or ``metrics.jsonl`` that iwae-np did
+    not write (:class:`~iwae_np.experiments.rundirs.ForeignFileError`): a user's files are never overwritten.
+    """
+    run_dir = Path(run_dir)
+    check_fresh_run_dir(run_dir)
+    params, rng = _initial_params(dataset, config, params)
     write_text(run_dir / CONFIG_NAME, json.dumps(config.to_dict(), indent=2) + "\n")
     return RunState(config, run_dir, data_fingerprint(dataset), params, adam_init(params), rng,
                     train_x=np.asarray(dataset.train))
 
 
+def config_of_checkpoint(ck):
+    """The :class:`TrainConfig` stored in a run's checkpoint; CheckpointError naming the file when it is not one."""
+    try:
+        return TrainConfig.from_dict(ck["meta"]["config"])
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {ck['path']} holds no valid training configuration: {err}") from err
+
+
 def resume_run(dataset, config, run_dir):
     """The run in ``run_dir`` as its checkpoint left it; the configuration and the data must be the same."""
     run_dir = Path(run_dir)
-    ck = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    ck = load_run_checkpoint(run_dir / CHECKPOINT_NAME)
     meta = ck["meta"]
-    saved = TrainConfig.from_dict(meta["config"]).to_dict()
+    saved = config_of_checkpoint(ck).to_dict()
     if saved != config.to_dict():
         diff = sorted(key for key in saved if saved[key] != config.to_dict()[key])
         raise ValueError(f"the checkpoint {ck['path']} was made with another configuration "
@@ -231,6 +292,7 @@ def resume_run(dataset, config, run_dir):
     if meta["data_fingerprint"] != fingerprint:
         raise ValueError(f"the checkpoint {ck['path']} was trained on other data "
                          f"({meta['data_fingerprint']}, now {fingerprint})")
+    check_not_foreign(run_dir / METRICS_NAME)
     state = RunState(config, run_dir, fingerprint, ck["params"], ck["opt_state"], ck["rng"], ck["perm"],
                      dict(meta["position"]), list(meta["history"]), float(meta["elapsed"]), meta["status"],
                      np.asarray(dataset.train))
@@ -259,23 +321,50 @@ def train(dataset, config, run_dir, resume=False, params=None, progress=True, ch
     after every step with a dict (``global_step``, ``stage``, ``bound``, ``position``,
     ``checkpoint_step``, and ``stage_record``: the metric record when the step ended a stage, else None).
 
-    Ctrl-C (``KeyboardInterrupt``) writes a checkpoint of the last completed step and returns
-    with status ``"interrupted"``. A non-finite bound or gradient raises
-    :class:`NonFiniteLossError` naming the step; the last good checkpoint is left as it is.
-    Returns a dict: ``params``, ``status`` (``"finished"`` or ``"interrupted"``), ``history``
-    (the metric records), ``checkpoint`` (its path), ``global_step``.
+    The process holds ``run_dir`` while it trains (another process training there gets a
+    ``ValueError``) and first removes the temporary files a killed process left there. A run
+    resumed from any interruption ends in the same consistent state: a stage whose steps were all
+    taken but whose end (monitor, record, checkpoint) was cut short is ended first, and
+    ``metrics.jsonl`` is rewritten from the checkpoint's history when it lacks a record.
+
+    Ctrl-C (``KeyboardInterrupt``) writes a checkpoint of the last consistent state (after the last
+    completed step or stage) and returns with status ``"interrupted"`` (``"finished"`` if that state
+    is the end of the last stage). A non-finite bound, log weight or gradient raises
+    :class:`NonFiniteLossError` naming the step; a failed checkpoint write raises
+    :class:`~iwae_np.experiments.checkpoints.CheckpointWriteError`; in both cases the last good
+    checkpoint is left as it is. Returns a dict: ``params``, ``status`` (``"finished"`` or
+    ``"interrupted"``), ``history`` (the metric records), ``checkpoint`` (its path), ``global_step``.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_output_dir(run_dir, "run directory")
+    if not (_is_number(checkpoint_every) and checkpoint_every >= 0):  # NaN fails too
+        raise ValueError(f"checkpoint_every must be a number of seconds >= 0, got {checkpoint_every!r}")
     train_x = np.asarray(dataset.train)
     if train_x.ndim != 2 or train_x.shape[1] != config.architecture.x_dim:
         raise ValueError(f"the training data have shape {train_x.shape}; the architecture needs "
                          f"(N, {config.architecture.x_dim})")
-    state = resume_run(dataset, config, run_dir) if resume else start_run(dataset, config, run_dir, params)
-    if state.status == "finished":
-        return state.result()
-    state.status = "running"
-    return run_steps(state, dataset, progress, checkpoint_every, callback)
+    if resume and not (run_dir / CHECKPOINT_NAME).is_file():
+        raise CheckpointError(f"no checkpoint at {run_dir / CHECKPOINT_NAME} to resume from")
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with claim_directory(run_dir, (CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME)):
+        try:
+            state = resume_run(dataset, config, run_dir) if resume else start_run(dataset, config, run_dir, params)
+        except BaseException:
+            if created and not any(run_dir.iterdir()):
+                run_dir.rmdir()  # leave no empty directory behind a run that never started
+            raise
+        if state.status == "finished":
+            write_metrics(state.run_dir, state.history)
+            return state.result()
+        state.status = "running"
+        return run_steps(state, dataset, progress, checkpoint_every, callback)
+
+
+def _stage_is_due(state):
+    """Whether every step of the current stage has been taken but the stage has not been ended."""
+    pos, schedule = state.pos, state.config.schedule
+    return pos["stage"] < len(schedule) and pos["pass"] == schedule[pos["stage"]]["passes"]
 
 
 def run_steps(state, dataset, progress=True, checkpoint_every=300.0, callback=None):
@@ -283,14 +372,17 @@ def run_steps(state, dataset, progress=True, checkpoint_every=300.0, callback=No
     from tqdm.auto import tqdm
 
     config, pos, schedule = state.config, state.pos, state.config.schedule
-    batch, n_per_pass = config.batch_size, steps_per_pass(state)
+    batch = config.batch_size
     dtype = np.dtype(config.dtype)
     monitor = monitor_sets(dataset, config)
-    bar, snap = None, state.snapshot()  # snap: the state after the last completed step, what Ctrl-C saves
+    bar, state.latest = None, state.snapshot()
     try:
+        if _stage_is_due(state):  # a resumed run whose last stage end was cut short: end it now
+            end_stage(state, schedule[pos["stage"]], monitor)
         while pos["stage"] < len(schedule):
             stage = schedule[pos["stage"]]
             if bar is None:
+                n_per_pass = steps_per_pass(state)
                 bar = tqdm(total=stage["passes"] * n_per_pass, initial=pos["pass"] * n_per_pass + pos["step"],
                            disable=not progress, desc=f"stage {stage['stage']} ({stage['passes']} passes, "
                            f"lr {stage['lr']:.2e})", unit="step", mininterval=0.5, dynamic_ncols=True, leave=True)
@@ -299,33 +391,40 @@ def run_steps(state, dataset, progress=True, checkpoint_every=300.0, callback=No
             idx = state.perm[pos["step"] * batch:(pos["step"] + 1) * batch]
             x = binarized(dataset, state.train_x[idx], state.rng).astype(dtype)  # (batch, D), drawn afresh
             bound = _step(state, x, stage)
+            state.latest = state.snapshot()
             bar.update(1)
             if pos["global_step"] % 20 == 0:
                 bar.set_postfix_str(f"bound {pos['stage_bound_sum'] / pos['stage_steps']:.2f}", refresh=False)
             record = None
-            if pos["pass"] == stage["passes"]:
+            if _stage_is_due(state):
                 bar.close()
                 bar = None
                 record = end_stage(state, stage, monitor)
-                snap = state.snapshot(state.status)
-            else:
-                if pos["step"] == 0 and monitor is not None and config.monitor_every:
-                    monitor_pass(state, stage, monitor)
-                snap = state.snapshot()
-                if time.monotonic() - state.saved_at >= checkpoint_every:
-                    state.save(snap)
+            elif time.monotonic() - state.saved_at >= checkpoint_every:
+                state.save(state.latest)
             if callback is not None:
                 callback({"global_step": pos["global_step"], "stage": stage["stage"], "bound": bound,
                           "position": dict(pos), "checkpoint_step": state.saved_step, "stage_record": record})
     except KeyboardInterrupt:
-        state.save(dict(snap, status="interrupted"))  # the state after the last completed step
-        state.params, state.opt_state, state.history = snap["params"], snap["opt_state"], snap["history"]
-        state.pos.update(snap["pos"])
-        return state.result("interrupted")
+        return _save_on_interrupt(state)
     finally:
         if bar is not None:
             bar.close()
     return state.result("finished")
+
+
+def _save_on_interrupt(state):
+    """Ctrl-C: checkpoint the last consistent state (unless it is already the checkpoint) and return to it."""
+    snap = state.latest
+    if snap["status"] != "finished":
+        snap = dict(snap, status="interrupted")
+    if state.saved is not state.latest or state.saved["status"] != snap["status"]:
+        state.save(snap)
+    write_metrics(state.run_dir, snap["history"])
+    state.params, state.opt_state, state.history = snap["params"], snap["opt_state"], snap["history"]
+    state.perm, state.status = snap["perm"], snap["status"]
+    state.pos.update(snap["pos"])
+    return state.result()
 
 
 def _step(state, x, stage):
@@ -336,7 +435,7 @@ def _step(state, x, stage):
     try:
         params, opt_state, bound = train_step(state.params, state.opt_state, x, state.rng, config.k, stage["lr"],
                                               config.objective, config.adam)
-    except NonFiniteGradientError as err:
+    except (NonFiniteGradientError, NonFiniteLogWeightError) as err:
         raise NonFiniteLossError(_nonfinite_message(step_id, str(err), state)) from err
     if not math.isfinite(bound):
         raise NonFiniteLossError(_nonfinite_message(step_id, f"the bound is {bound}", state))
@@ -351,7 +450,11 @@ def _step(state, x, stage):
 
 
 def end_stage(state, stage, monitor):
-    """The end of a stage: monitor the bound, append the metric record, checkpoint, write ``metrics.jsonl``."""
+    """The end of a stage: monitor the bound, append the metric record, checkpoint, write ``metrics.jsonl``.
+
+    The state after it becomes ``state.latest`` before the checkpoint is written, so that Ctrl-C
+    during the write saves it; Ctrl-C before that saves the state before it (ended again on resume).
+    """
     config, pos, schedule = state.config, state.pos, state.config.schedule
     record = {"stage": stage["stage"], "lr": stage["lr"], "passes": stage["passes"],
               "passes_done": sum(s["passes"] for s in schedule[:pos["stage"] + 1]),
@@ -365,24 +468,30 @@ def end_stage(state, stage, monitor):
     state.history.append(record)
     pos.update(stage=pos["stage"] + 1, **{"pass": 0}, stage_bound_sum=0.0, stage_steps=0)
     state.status = "finished" if pos["stage"] == len(schedule) else "running"
-    state.save(state.snapshot(state.status))
-    write_text(state.run_dir / METRICS_NAME, "".join(json.dumps(r) + "\n" for r in state.history))
+    state.latest = state.snapshot(state.status)
+    state.save(state.latest)
+    write_metrics(state.run_dir, state.history)
     return record
 
 
-def monitor_pass(state, stage, monitor):
-    """Within a stage, after every ``monitor_every`` passes: a metric record of the monitored bounds only."""
-    config, pos = state.config, state.pos
-    passes_done = sum(s["passes"] for s in config.schedule[:pos["stage"]]) + pos["pass"]
-    if passes_done % config.monitor_every:
-        return None
-    record = {"stage": stage["stage"], "lr": stage["lr"], "passes_done": passes_done,
-              "global_step": pos["global_step"], "within_stage": True, "monitor_k": config.monitor_k,
-              **monitor_bounds(state.params, monitor, config, ("pass", passes_done)),
-              "wall_time": state.elapsed + time.monotonic() - state.started}
-    state.history.append(record)
-    write_text(state.run_dir / METRICS_NAME, "".join(json.dumps(r) + "\n" for r in state.history))
-    return record
+def write_metrics(run_dir, history):
+    """Write ``metrics.jsonl`` (one JSON record a line) from ``history``, unless it already holds exactly that.
+
+    The checkpoint's history is the record; this file is its readable copy, rebuilt whenever it is stale.
+    """
+    path = Path(run_dir) / METRICS_NAME
+    text = "".join(json.dumps(r) + "\n" for r in history)
+    try:
+        if path.is_file() and path.read_text(encoding="utf-8") == text:
+            return path
+    except (OSError, UnicodeDecodeError):
+        pass
+    check_not_foreign(path)
+    try:
+        return write_text(path, text)
+    except OSError as err:
+        raise OSError(f"could not write {path} ({err.strerror or err}); the checkpoint holds every record and "
+                      "--resume writes the file again") from err
 
 
 def binarized(dataset, x_gray, rng):
@@ -403,16 +512,10 @@ def monitor_sets(dataset, config):
     return {"test": test, "train": train}
 
 
-def monitor_bounds(params, monitor, config, when):
-    r"""``{"test_bound", "train_bound"}``: the mean :math:`\mathcal L_{monitor\_k}` on the monitor sets.
-
-    ``when`` is the stage index at a stage's end, ``("pass", n)`` after pass n within a stage: the noise
-    comes from a generator seeded by it, never from the training generator (so monitoring does not change
-    the training run).
-    """
+def monitor_bounds(params, monitor, config, stage_index):
+    r"""``{"test_bound", "train_bound"}``: the mean :math:`\mathcal L_{monitor\_k}` on the monitor sets."""
     from .evaluation import iwae_log_likelihood
-    key = (config.seed, 2, when) if isinstance(when, int) else (config.seed, 3, when[1])
-    rng = np.random.default_rng(key)
+    rng = np.random.default_rng((config.seed, 2, stage_index))  # not the training generator
     return {f"{part}_bound": float(np.mean(iwae_log_likelihood(params, x, rng, k=config.monitor_k)))
             for part, x in monitor.items()}
 

@@ -1,0 +1,147 @@
+"""Output directories: telling the project's files from a user's, one writer at a time, no leftovers.
+
+The commands write a few files with fixed names into directories the user names (``--out``):
+``config.json``, ``checkpoint.npz``, ``metrics.jsonl`` and ``evaluation.json`` in a run directory,
+``results.json`` and ``table.md`` in a table directory. A user's own file may have one of those
+names, so before one is replaced its content is checked to be what iwae-np writes there
+(:func:`check_not_foreign`); a file that is not is never overwritten, and the command stops with a
+one-line error naming it before anything is written.
+
+:func:`check_output_dir` rejects a path that is a file or lies below one. :func:`claim_directory`
+holds an exclusive lock on a directory (``flock`` on the directory itself: no lock file, and the
+lock goes away with the process, however it ends) and then removes the temporaries that
+:func:`iwae_np.files.atomic_write` of a killed process left there; only the lock holder may do that.
+"""
+import contextlib
+import json
+import os
+from pathlib import Path
+
+from ..files import remove_stale_temporaries
+
+__all__ = ["ForeignFileError", "DirectoryInUseError", "PROJECT_FILES", "is_project_file", "check_not_foreign",
+           "check_output_dir", "claim_directory"]
+
+
+class ForeignFileError(ValueError):
+    """A file with a name iwae-np writes, but content iwae-np did not write: it is left alone."""
+
+
+class DirectoryInUseError(ValueError):
+    """Another process holds the directory (it is training there)."""
+
+
+def _json(text):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _is_config(text):
+    d = _json(text)
+    return isinstance(d, dict) and {"architecture", "objective", "k", "schedule", "adam"} <= set(d)
+
+
+def _is_metrics(text):
+    records = [_json(line) for line in text.splitlines() if line.strip()]
+    return all(isinstance(r, dict) and {"stage", "global_step", "train_objective"} <= set(r) for r in records)
+
+
+def _is_evaluation(text):
+    d = _json(text)
+    return isinstance(d, dict) and {"eval_k", "test_nll", "run_dir"} <= set(d)
+
+
+def _is_results(text):
+    d = _json(text)
+    return isinstance(d, list) and all(isinstance(r, dict) and "status" in r for r in d)
+
+
+def _is_table(text):
+    return text.startswith("| layers | k |")
+
+
+#: File name -> a test of its text that is true for what iwae-np writes under that name.
+PROJECT_FILES = {"config.json": _is_config, "metrics.jsonl": _is_metrics, "evaluation.json": _is_evaluation,
+                 "results.json": _is_results, "table.md": _is_table}
+
+
+def is_project_file(path, kind=None):
+    """Whether the file at ``path`` holds what iwae-np writes under the name ``kind`` (default: its own name).
+
+    An empty file counts as the project's (replacing it loses nothing); an unreadable one does not.
+    """
+    path = Path(path)
+    test = PROJECT_FILES[kind or path.name]
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    if not data.strip():
+        return True
+    try:
+        return test(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return False
+
+
+def check_not_foreign(path, kind=None, flag=None):
+    """Raise :class:`ForeignFileError` if ``path`` exists and is not a file iwae-np wrote (see :func:`is_project_file`)."""
+    path = Path(path)
+    what = f"{flag} {path}" if flag else str(path)
+    if path.is_dir():
+        raise ForeignFileError(f"{what} is a directory; iwae-np would write its {kind or path.name} there")
+    if path.exists() and not is_project_file(path, kind):
+        raise ForeignFileError(f"{what} exists and was not written by iwae-np; it is left as it is: move it away "
+                               "or choose another " + ("file" if flag else "directory"))
+
+
+def check_output_dir(path, flag=None):
+    """``path`` must be a directory or not exist yet, and no part of it may be a file; ValueError naming it."""
+    path = Path(path)
+    what = f"{flag} {path}" if flag else f"output directory {path}"
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} is a file, not a directory")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{what} lies below {parent}, which is a file, not a directory")
+            break
+
+
+_held = set()  # the directories this process holds (a nested claim of one of them is a no-op)
+
+
+@contextlib.contextmanager
+def claim_directory(directory, temporaries=()):
+    """Hold an exclusive lock on ``directory`` while the block runs, after removing the stale temporaries of
+    each name in ``temporaries``. :class:`DirectoryInUseError` when another process holds it.
+
+    Claims nest within a process (the inner one does nothing). Without ``fcntl`` (Windows) nothing is
+    locked and no temporaries are removed.
+    """
+    key = os.path.realpath(directory)
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
+    if fcntl is None or key in _held:
+        yield
+        return
+    fd = os.open(key, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DirectoryInUseError(f"{directory} is in use by another iwae-np process; wait for it to end "
+                                      "or choose another directory") from None
+        _held.add(key)
+        try:
+            for name in temporaries:
+                remove_stale_temporaries(Path(key) / name)
+            yield
+        finally:
+            _held.discard(key)
+    finally:
+        os.close(fd)  # releases the lock
