@@ -36,7 +36,7 @@ def test_check_exits_nonzero_when_a_gradient_is_wrong(monkeypatch, capsys):
 
 def test_check_rejects_bad_k(capsys):
     assert main(["check", "--k", "0"]) == 2
-    assert "k must be >= 1" in capsys.readouterr().err
+    assert "argument --k: must be an integer >= 1, got 0" in capsys.readouterr().err
 
 
 def test_console_entry_point_runs():

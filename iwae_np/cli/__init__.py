@@ -5,6 +5,9 @@ Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and `
 import argparse
 import importlib
 import sys
+import warnings
+
+from .arguments import Parser, UsageError, warning_line
 
 __all__ = ["main", "COMMANDS"]
 
@@ -22,7 +25,7 @@ COMMANDS = {
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="iwae-np",
         description="Importance Weighted Autoencoders in NumPy + autograd: a reference implementation "
                     "of Burda, Grosse & Salakhutdinov (ICLR 2016).")
@@ -40,16 +43,33 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as err:
+        print(err, file=sys.stderr)
+        return 2
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    prog = f"iwae-np {args.command}"
     try:
-        return int(args._run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = warning_line(prog)
+            return int(args._run(args) or 0)
     except ValueError as err:  # bad input: a clear message, no traceback
-        print(f"iwae-np {args.command}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file that cannot be read or written (full disk, permissions, a directory in the way)
+        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"iwae-np {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(err):
+    """The message of ``err``; an OSError from the system as ``path: reason``, not ``[Errno 28] ...: 'path'``."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.filename}: {err.strerror}"
+    return str(err) if err.args else type(err).__name__
 

@@ -9,15 +9,19 @@ grad L_k = sum_i w~_i grad log w_i (tolerance 1e-10), in float64. Prints a table
 import sys
 import time
 
+from .arguments import integer, number
+
 HELP = "verify gradients against finite differences and the normalized-weight identity"
 
 
 def add_arguments(p):
-    p.add_argument("--k", type=int, nargs="+", default=[1, 5, 50], help="numbers of samples to check (default 1 5 50)")
-    p.add_argument("--batch", type=int, default=3, help="examples per batch (default 3)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random models, data and noise")
+    p.add_argument("--k", type=integer(1), nargs="+", default=[1, 5, 50],
+                   help="numbers of samples to check (default 1 5 50)")
+    p.add_argument("--batch", type=integer(1), default=3, help="examples per batch (default 3)")
+    p.add_argument("--seed", type=integer(0), default=0, help="seed of the random models, data and noise")
     p.add_argument("--architecture", choices=["one-layer", "two-layer", "both"], default="both")
-    p.add_argument("--step", type=float, default=1e-5, help="finite-difference step (default 1e-5)")
+    p.add_argument("--step", type=number(0, 1, low_open=True), default=1e-5,
+                   help="finite-difference step, in (0, 1] (default 1e-5)")
 
 
 def run(args):

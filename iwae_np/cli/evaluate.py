@@ -14,20 +14,22 @@ Example:
 import sys
 from pathlib import Path
 
+from .arguments import integer
+
 HELP = "test NLL (L_5000), over-fitting gap and active units of a trained run"
 
 
 def add_arguments(p):
     from ..data import DATASETS
     p.add_argument("run", help="run directory (or checkpoint file) written by iwae-np train")
-    p.add_argument("--k", type=int, default=5000, help="importance samples per test image (default 5000)")
-    p.add_argument("--train-subset", type=int, default=1000, metavar="N",
+    p.add_argument("--k", type=integer(1), default=5000, help="importance samples per test image (default 5000)")
+    p.add_argument("--train-subset", type=integer(0), default=1000, metavar="N",
                    help="also evaluate the first N training images (default 1000; 0: skip)")
-    p.add_argument("--test-subset", type=int, default=None, metavar="N",
+    p.add_argument("--test-subset", type=integer(2), default=None, metavar="N",
                    help="only the first N test images (default: the run's test set)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation noise (default 0)")
-    p.add_argument("--batch-size", type=int, default=100, help="test images per pass (default 100)")
-    p.add_argument("--chunk-size", type=int, default=None,
+    p.add_argument("--seed", type=integer(0), default=0, help="seed of the evaluation noise (default 0)")
+    p.add_argument("--batch-size", type=integer(1), default=100, help="test images per pass (default 100)")
+    p.add_argument("--chunk-size", type=integer(1), default=None,
                    help="samples per chunk (default: as many as keep the largest array under 64 MiB)")
     p.add_argument("--data", choices=list(DATASETS), default=None, help="data set (default: the run's)")
     p.add_argument("--data-dir", default=None, help="directory holding the data set's files (default: the run's)")
@@ -37,15 +39,19 @@ def add_arguments(p):
 
 def run(args):
     from ..data import dataset_from_spec
-    from ..experiments.checkpoints import load_checkpoint
+    from ..experiments.checkpoints import load_run_checkpoint
     from ..experiments.evaluation import EVALUATION_NAME, evaluate_run
+    from ..experiments.rundirs import check_not_foreign
     from ..files import write_json
 
-    if args.k < 1:
-        raise ValueError(f"--k must be >= 1, got {args.k}")
     path = Path(args.run)
-    ck = load_checkpoint(path)
+    ck = load_run_checkpoint(path)
     run_dir = path if path.is_dir() else path.parent
+    out = Path(args.output) if args.output else run_dir / EVALUATION_NAME
+    flag = "--output" if args.output else None
+    check_not_foreign(out, EVALUATION_NAME, flag)  # a directory, or a user's file: refused before the long part
+    if not out.parent.is_dir():
+        raise ValueError(f"{flag or 'the output'} {out}: the directory {out.parent} does not exist")
     spec = dict(ck["meta"]["config"]["data"])
     if not spec.get("name") and args.data is None:
         raise ValueError("the run does not record its data set; pass --data")
@@ -57,11 +63,11 @@ def run(args):
         spec["test_subset"] = args.test_subset
     dataset = dataset_from_spec(spec)
     if ck["meta"]["status"] != "finished":
-        print(f"note: the run in {run_dir} is not finished ({ck['meta']['status']}); evaluating its checkpoint",
-              file=sys.stderr)
+        print(f"note: the run in {run_dir} is not finished ({ck['meta']['status']}); evaluating its checkpoint "
+              f"(iwae-np train --resume --out {run_dir} finishes it)", file=sys.stderr)
     result = evaluate_run(path, dataset, k=args.k, train_subset=args.train_subset, seed=args.seed,
                           batch_size=args.batch_size, chunk_size=args.chunk_size, progress=not args.no_progress)
-    out = Path(args.output) if args.output else run_dir / EVALUATION_NAME
+    check_not_foreign(out, EVALUATION_NAME, flag)
     write_json(out, result)
     lines = [f"{result['objective'].upper()} k={result['k']}, {result['layers']} stochastic layer(s), "
              f"{result['passes_done']} passes, on {result['data']}",

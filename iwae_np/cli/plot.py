@@ -13,13 +13,15 @@ import json
 import sys
 from pathlib import Path
 
+from .arguments import integer
+
 HELP = "draw training curves, samples, log A_u histograms and NLL against k (PNG)"
 
 
 def add_arguments(p):
     p.add_argument("dir", help="a table directory (with results.json) or a run directory (with checkpoint.npz)")
     p.add_argument("--out", default=None, help="directory for the PNG files (default DIR/figures)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the samples drawn (default 0)")
+    p.add_argument("--seed", type=integer(0), default=0, help="seed of the samples drawn (default 0)")
 
 
 def run(args):

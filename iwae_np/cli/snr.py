@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from .arguments import integer
+
 HELP = "gradient signal-to-noise ratio of IWAE / STL / DReG against K and M (Rainforth et al. 2018)"
 
 
@@ -31,21 +33,21 @@ def add_arguments(p):
     p.add_argument("--data", choices=["mnist5k", "fashion-mnist", "synthetic"], default="mnist5k",
                    help="images for the default model and the fixed minibatch (default mnist5k; synthetic: "
                         "random binary prototypes with flipped pixels, no files needed)")
-    p.add_argument("--pixels", type=int, default=784,
+    p.add_argument("--pixels", type=integer(1), default=784,
                    help="with --data synthetic: pixels per image (default 784; small values give broad posteriors)")
     p.add_argument("--k", type=int, nargs="+", default=[1, 3, 10, 30, 100, 300], metavar="K",
                    help="samples per bound K (default 1 3 10 30 100 300)")
     p.add_argument("--M", type=int, nargs="+", default=[1, 4], help="numbers of bounds averaged M (default 1 4)")
     p.add_argument("--draws", type=int, default=200, help="independent noise draws per grid point (default 200)")
     p.add_argument("--batch", type=int, default=1, help="test images in the fixed minibatch (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the default model, the minibatch and the noise")
-    p.add_argument("--train-steps", type=int, default=1000,
+    p.add_argument("--seed", type=integer(0), default=0, help="seed of the default model, the minibatch and the noise")
+    p.add_argument("--train-steps", type=integer(0), default=1000,
                    help="Adam steps of IWAE k=5 for the default model (default 1000, minibatches of 20)")
-    p.add_argument("--latent", type=int, default=None, metavar="D",
+    p.add_argument("--latent", type=integer(1), default=None, metavar="D",
                    help="default model: one stochastic layer of D units (default: the paper's one-layer, 50)")
-    p.add_argument("--hidden", type=int, nargs="+", default=None, metavar="W",
+    p.add_argument("--hidden", type=integer(1), nargs="+", default=None, metavar="W",
                    help="with --latent: tanh widths of both MLPs (default 200 200)")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=integer(1), default=1,
                    help="BLAS threads (default 1: these small products are fastest single-threaded)")
 
 
@@ -79,6 +81,8 @@ def _study(args):
     if args.train_steps < 0:
         raise ValueError(f"--train-steps must be >= 0, got {args.train_steps}")
     out = Path(args.out)
+    from ..experiments.rundirs import check_output_dir
+    check_output_dir(out, "--out")
     train_x, test_x, binarize, data_text = _images(args.data, args.seed, args.pixels)
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from .arguments import integer
+
 HELP = "run the Table 1 grid (VAE/IWAE x k x layers) in parallel and print it beside the paper's"
 
 
@@ -31,18 +33,18 @@ def add_arguments(p):
     p.add_argument("--out", default=None, help="output directory (default runs/table-<data>)")
     p.add_argument("--objectives", nargs="+", choices=list(TABLE_OBJECTIVES), default=["vae", "iwae"],
                    help="objectives to compare (default vae iwae)")
-    p.add_argument("--k", type=int, nargs="+", default=[1, 5, 50], help="values of k (default 1 5 50)")
+    p.add_argument("--k", type=integer(1), nargs="+", default=[1, 5, 50], help="values of k (default 1 5 50)")
     p.add_argument("--layers", type=int, nargs="+", choices=[1, 2], default=[1, 2],
                    help="numbers of stochastic layers (default 1 2)")
-    p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: the number of cores)")
+    p.add_argument("--jobs", type=integer(1), default=None, help="parallel processes (default: the number of cores)")
     add_data_arguments(p)
     add_model_arguments(p, layers_option=False)
     add_schedule_arguments(p)
     g = p.add_argument_group("evaluation")
-    g.add_argument("--eval-k", type=int, default=5000, help="samples of the test log-likelihood (default 5000)")
-    g.add_argument("--eval-train-subset", type=int, default=1000, metavar="N",
+    g.add_argument("--eval-k", type=integer(1), default=5000, help="samples of the test log-likelihood (default 5000)")
+    g.add_argument("--eval-train-subset", type=integer(0), default=1000, metavar="N",
                    help="training images for the over-fitting gap (default 1000; 0: skip)")
-    g.add_argument("--eval-seed", type=int, default=0, help="seed of the evaluation noise")
+    g.add_argument("--eval-seed", type=integer(0), default=0, help="seed of the evaluation noise")
     g.add_argument("--no-figures", action="store_true", help="do not write the figures")
     g.add_argument("--no-progress", action="store_true", help="no progress bars (with --jobs 1)")
 
@@ -51,41 +53,44 @@ def run(args):
     from ..data import dataset_from_spec
     from ..experiments.claims import claims_report
     from ..experiments.figures import make_table_figures
-    from ..experiments.table import markdown_table, run_table, table_cells, with_shared_k1
-    from ..files import write_json
+    from ..experiments.rundirs import check_not_foreign, check_output_dir, claim_directory
+    from ..experiments.table import check_table_dir, markdown_table, run_table, table_cells, with_shared_k1
+    from ..files import write_json, write_text
     from .train import architecture_from_args, config_kwargs_from_args
 
-    if any(k < 1 for k in args.k):
-        raise ValueError(f"every k must be >= 1, got {args.k}")
     if args.latent is not None and len(set(args.layers)) != 1:
         raise ValueError("a custom architecture (--latent) needs a single --layers value")
-    if args.jobs is not None and args.jobs < 1:
-        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     out = Path(args.out or f"runs/table-{args.data}")
+    check_output_dir(out, "--out")
     base = config_kwargs_from_args(args)
     base["architectures"] = {L: architecture_from_args(args, L) for L in args.layers}
-    dataset_from_spec(base["data"], download=args.download)  # fail early; download once, before the workers
     cells = table_cells(args.objectives, args.k, args.layers)
+    check_table_dir(cells, out)  # a user's file where the table writes one: stop before anything runs
+    dataset_from_spec(base["data"], download=args.download)  # fail early; download once, before the workers
     eval_opts = {"k": args.eval_k, "train_subset": args.eval_train_subset, "seed": args.eval_seed}
     t0 = time.monotonic()
     print(f"{len(cells)} cells on {args.data} into {out}: " + ", ".join(c["name"] for c in cells), file=sys.stderr)
-    results = run_table(cells, base, out, eval_opts, jobs=args.jobs, progress=not args.no_progress,
-                        log=lambda s: print(s, file=sys.stderr, flush=True))
-    results = with_shared_k1(results, args.objectives)
-    wall = time.monotonic() - t0
-    table = markdown_table(results, args.data, ks=args.k, layers=args.layers)
-    done = [r for r in results if r.get("status") == "finished"]
-    passes = sorted({r["total_passes"] for r in done})
-    trained = [r for r in done if not r.get("shared_with")]
-    note = (f"{args.data}, {len(trained)} cells trained, {'/'.join(map(str, passes))} passes per cell, "
-            f"NLL = -L_{args.eval_k} on {done[0]['n_test'] if done else '?'} test images; "
-            f"AU: active units (A_u > 0.01). Wall time {wall:.0f} s.")
-    try:
-        claims = claims_report(done, args.data)
-    except ValueError as err:  # cells evaluated by an older version, or on different test images
-        claims = f"(no claims: {err})"
-    write_json(out / "results.json", results)
-    (out / "table.md").write_text(table + "\n\n" + note + "\n" + (f"\n{claims}\n" if claims else ""))
+    out.mkdir(parents=True, exist_ok=True)
+    with claim_directory(out, ("results.json", "table.md")):
+        results = run_table(cells, base, out, eval_opts, jobs=args.jobs, progress=not args.no_progress,
+                            log=lambda s: print(s, file=sys.stderr, flush=True))
+        results = with_shared_k1(results, args.objectives)
+        wall = time.monotonic() - t0
+        table = markdown_table(results, args.data, ks=args.k, layers=args.layers)
+        done = [r for r in results if r.get("status") == "finished"]
+        passes = sorted({r["total_passes"] for r in done})
+        trained = [r for r in done if not r.get("shared_with")]
+        note = (f"{args.data}, {len(trained)} cells trained, {'/'.join(map(str, passes))} passes per cell, "
+                f"NLL = -L_{args.eval_k} on {done[0]['n_test'] if done else '?'} test images; "
+                f"AU: active units (A_u > 0.01). Wall time {wall:.0f} s.")
+        try:
+            claims = claims_report(done, args.data)
+        except ValueError as err:  # cells evaluated by an older version, or on different test images
+            claims = f"(no claims: {err})"
+        for name in ("results.json", "table.md"):
+            check_not_foreign(out / name)
+        write_json(out / "results.json", results)
+        write_text(out / "table.md", table + "\n\n" + note + "\n" + (f"\n{claims}\n" if claims else ""))
     print(table)
     print()
     print(note)
@@ -95,6 +100,11 @@ def run(args):
     if not args.no_figures and done:
         for path in make_table_figures(done, out / "figures", args.data):
             print(f"wrote {path}", file=sys.stderr)
+    failed = [r for r in results if r.get("status") == "failed"]
+    for r in failed:
+        print(f"iwae-np table: cell {r['name']} failed: {r['error']}", file=sys.stderr)
+    if failed:
+        return 1
     if len(done) < len(results):
         print("some cells were interrupted; run the same command again to resume them", file=sys.stderr)
         return 130

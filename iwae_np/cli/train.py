@@ -24,6 +24,8 @@ import json
 import sys
 from pathlib import Path
 
+from .arguments import integer, number
+
 HELP = "train a VAE or IWAE with the paper's protocol (checkpoints, --resume)"
 
 
@@ -36,9 +38,9 @@ def add_data_arguments(p, required=True):
     g.add_argument("--data-dir", default=None, help="directory holding the data set's files")
     g.add_argument("--download", action="store_true", help="download mnist / fashion-mnist / binarized-mnist / omniglot if missing")
     g.add_argument("--cache-dir", default=None, help="where downloads are kept")
-    g.add_argument("--train-subset", type=int, default=None, metavar="N",
+    g.add_argument("--train-subset", type=integer(2), default=None, metavar="N",
                    help="train on the first N training images only (quick runs)")
-    g.add_argument("--test-subset", type=int, default=None, metavar="N",
+    g.add_argument("--test-subset", type=integer(2), default=None, metavar="N",
                    help="use only the first N test images (monitoring and evaluation)")
 
 
@@ -47,29 +49,31 @@ def add_model_arguments(p, layers_option=True):
     if layers_option:
         g.add_argument("--architecture", choices=["one-layer", "two-layer"], default="one-layer",
                        help="the paper's architectures (appendix C); default one-layer")
-    g.add_argument("--latent", type=int, nargs="+", default=None, metavar="D",
+    g.add_argument("--latent", type=integer(1), nargs="+", default=None, metavar="D",
                    help="a custom architecture: widths of the stochastic layers (e.g. --latent 5)")
-    g.add_argument("--hidden", type=int, nargs="+", default=None, metavar="W",
+    g.add_argument("--hidden", type=integer(1), nargs="+", default=None, metavar="W",
                    help="with --latent: tanh widths of every MLP (e.g. --hidden 20 20); default 200 200")
 
 
 def add_schedule_arguments(p):
     g = p.add_argument_group("optimization (defaults: the paper's)")
-    g.add_argument("--batch-size", type=int, default=20, help="minibatch size (default 20)")
-    g.add_argument("--stages", type=int, default=8,
+    g.add_argument("--batch-size", type=integer(1), default=20, help="minibatch size (default 20)")
+    g.add_argument("--stages", type=integer(1), default=8,
                    help="run stages i < STAGES of 3^i passes at lr * 10^(-i/7) (default 8: 3,280 passes)")
-    g.add_argument("--start-stage", type=int, default=0, help="first stage to run (default 0)")
-    g.add_argument("--pass-scale", type=float, default=1.0,
+    g.add_argument("--start-stage", type=integer(0), default=0, help="first stage to run (default 0)")
+    g.add_argument("--pass-scale", type=number(0, low_open=True), default=1.0,
                    help="multiply the passes of every stage by this (at least 1 pass each; default 1)")
-    g.add_argument("--lr", type=float, default=1e-3, help="learning rate of stage 0 (default 1e-3)")
-    g.add_argument("--beta1", type=float, default=0.9, help="Adam beta1 (default 0.9)")
-    g.add_argument("--beta2", type=float, default=0.999, help="Adam beta2 (default 0.999)")
-    g.add_argument("--adam-eps", type=float, default=1e-4, help="Adam epsilon (default 1e-4, the paper's)")
+    g.add_argument("--lr", type=number(0, low_open=True), default=1e-3, help="learning rate of stage 0 (default 1e-3)")
+    g.add_argument("--beta1", type=number(0, 1, high_open=True), default=0.9, help="Adam beta1 (default 0.9)")
+    g.add_argument("--beta2", type=number(0, 1, high_open=True), default=0.999, help="Adam beta2 (default 0.999)")
+    g.add_argument("--adam-eps", type=number(0, low_open=True), default=1e-4,
+                   help="Adam epsilon (default 1e-4, the paper's)")
     g.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                    help="parameter precision during training (default float32; evaluation uses float64)")
-    g.add_argument("--seed", type=int, default=0, help="seed of init, data order, binarization and noise")
-    g.add_argument("--monitor-k", type=int, default=50, help="k of the bound logged after every stage (default 50)")
-    g.add_argument("--monitor-size", type=int, default=1000,
+    g.add_argument("--seed", type=integer(0), default=0, help="seed of init, data order, binarization and noise")
+    g.add_argument("--monitor-k", type=integer(1), default=50,
+                   help="k of the bound logged after every stage (default 50)")
+    g.add_argument("--monitor-size", type=integer(0), default=1000,
                    help="test and training images the per-stage bound is computed on (default 1000; 0: off)")
     g.add_argument("--monitor-every", type=int, default=0, metavar="PASSES",
                    help="also log the monitored bound every PASSES passes within a stage (default 0: stage ends only)")
@@ -91,7 +95,12 @@ def architecture_from_args(args, layers=None):
 
 def schedule_from_args(args):
     from ..experiments.schedule import paper_schedule
-    return paper_schedule(args.stages, args.pass_scale, args.start_stage, args.lr)
+    if args.start_stage >= args.stages:
+        raise ValueError(f"--start-stage {args.start_stage} must be below --stages {args.stages}")
+    try:
+        return paper_schedule(args.stages, args.pass_scale, args.start_stage, args.lr)
+    except ValueError as err:  # too many passes for a float
+        raise ValueError(f"--stages {args.stages} with --pass-scale {args.pass_scale:g}: {err}") from None
 
 
 def config_kwargs_from_args(args):
@@ -116,34 +125,51 @@ def add_arguments(p):
     from ..estimators import ESTIMATORS, OBJECTIVES
     p.add_argument("--objective", choices=list(OBJECTIVES), default="iwae",
                    help="bound to ascend (default iwae); miwae, ciwae, piwae, renyi: beyond the paper (docs/math.md)")
-    p.add_argument("--k", type=int, default=50, help="samples per example during training (default 50)")
+    p.add_argument("--k", type=integer(1), default=50, help="samples per example during training (default 50)")
     g = p.add_argument_group("estimators and bounds beyond the paper (iwae_np.estimators)")
     g.add_argument("--estimator", choices=list(ESTIMATORS), default="iwae",
                    help="gradient estimator for phi: iwae (the paper's), stl, dreg, rws; theta always as the bound")
-    g.add_argument("--M", type=int, default=1, help="miwae / piwae: M bounds of K = k / M samples each (default 1)")
-    g.add_argument("--beta", type=float, default=None, help="ciwae: weight of the VAE bound, in [0, 1]")
-    g.add_argument("--alpha", type=float, default=None, help="renyi: the order alpha (0: IWAE, 1: VAE)")
+    g.add_argument("--M", type=integer(1), default=None,
+                   help="miwae / piwae: M bounds of K = k / M samples each (default 1)")
+    g.add_argument("--beta", type=number(0, 1), default=None, help="ciwae: weight of the VAE bound, in [0, 1]")
+    g.add_argument("--alpha", type=number(), default=None, help="renyi: the order alpha (0: IWAE, 1: VAE)")
     add_data_arguments(p, required=False)
     add_model_arguments(p)
     add_schedule_arguments(p)
     g = p.add_argument_group("run")
-    g.add_argument("--checkpoint-every", type=float, default=300.0, metavar="SECONDS",
-                   help="also checkpoint this often within a stage (default 300)")
+    g.add_argument("--checkpoint-every", type=number(0, infinite=True), default=300.0, metavar="SECONDS",
+                   help="also checkpoint this often within a stage (default 300; inf: only at the end of stages)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def run(args):
+def objective_from_args(args):
+    """The canonical objective name; a hyperparameter flag that the objective does not use is an error."""
     from ..estimators import objective_name
+    uses = {"--M": ("miwae", "piwae"), "--beta": ("ciwae",), "--alpha": ("renyi",)}
+    for flag, objectives in uses.items():
+        if getattr(args, flag[2:]) is not None and args.objective not in objectives:
+            raise ValueError(f"{flag} applies to --objective {' / '.join(objectives)} only, not {args.objective}")
+    for flag, objective in (("--beta", "ciwae"), ("--alpha", "renyi")):
+        if args.objective == objective and getattr(args, flag[2:]) is None:
+            raise ValueError(f"--objective {objective} needs {flag}")
+    return objective_name(args.objective, args.estimator, args.M or 1, args.beta, args.alpha)
+
+
+def run(args):
     from ..data import dataset_from_spec
     from ..model import architecture_of
-    from ..experiments.checkpoints import load_checkpoint, load_params
-    from ..experiments.training import TrainConfig, train
+    from ..experiments.checkpoints import load_params, load_run_checkpoint
+    from ..experiments.rundirs import check_output_dir
+    from ..experiments.training import TrainConfig, check_fresh_run_dir, config_of_checkpoint, train
 
     out = Path(args.out)
+    check_output_dir(out, "--out")
+    if not args.resume:
+        check_fresh_run_dir(out)
     params = None
     if args.resume:
         # a saved name such as "miwae:M=5+dreg" is rebuilt by training.get_objective
-        config = TrainConfig.from_dict(load_checkpoint(out)["meta"]["config"])
+        config = config_of_checkpoint(load_run_checkpoint(out))
     else:
         if args.data is None:
             raise ValueError("--data is required (unless --resume)")
@@ -156,8 +182,7 @@ def run(args):
             kwargs["init_from"] = str(args.init_from)
         else:
             arch = architecture_from_args(args)
-        objective = objective_name(args.objective, args.estimator, args.M, args.beta, args.alpha)
-        config = TrainConfig(architecture=arch, objective=objective, k=args.k, **kwargs)
+        config = TrainConfig(architecture=arch, objective=objective_from_args(args), k=args.k, **kwargs)
     dataset = dataset_from_spec(config.data, download=args.download)
     print(f"training {config.objective.upper()} k={config.k} on {config.data['name']} "
           f"({len(dataset.train)} training images), {config.total_passes} passes, into {out}", file=sys.stderr)
