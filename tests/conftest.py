@@ -1,3 +1,9 @@
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -16,3 +22,35 @@ def small_problem(arch, k, batch, seed=0, dtype=np.float64, scale=0.3):
 
 #: The small architectures of ``iwae-np check``.
 TINY = SMALL_ARCHITECTURES
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def child_env(**extra):
+    """The environment of a child process that must import this checkout's iwae_np, with BLAS at one thread."""
+    path = os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+    return dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **extra)
+
+
+def run_driver(hook, step, flag, argv, timeout=300):
+    """Run ``iwae-np argv`` in a child process with a hook of ``tests/cli_driver.py`` (None: none), to the end."""
+    cmd = [sys.executable, str(ROOT / "tests" / "cli_driver.py"), hook or "none", str(step), str(flag)] + argv
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child_env())
+
+
+def write_idx_images(path, images):
+    """An IDX3 file (MNIST's format: magic 0x00000803, big-endian int32 sizes, uint8 pixels)."""
+    n = images.shape[0]
+    path.write_bytes(struct.pack(">4i", 0x803, n, 28, 28) + np.asarray(images).astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def idx_data(tmp_path):
+    """A small gray 'mnist' directory (IDX files): 40 training and 10 test images, quick to load in a child."""
+    data = tmp_path / "idx-data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    write_idx_images(data / "train-images-idx3-ubyte", rng.integers(0, 256, size=(40, 784)))
+    write_idx_images(data / "t10k-images-idx3-ubyte", rng.integers(0, 256, size=(10, 784)))
+    return data

@@ -2,9 +2,11 @@
 import numpy as np
 import pytest
 
-from iwae_np.bounds import iwae_objective
+from iwae_np.bounds import (ciwae_bound, iwae_bound, iwae_objective, miwae_bound, normalized_weights, renyi_bound,
+                            vae_bound)
 from iwae_np.gradients import iwae_gradient
-from iwae_np.model import get_architecture, init_params, log_importance_weights, sample_eps
+from iwae_np.model import architecture_of, get_architecture, init_params, log_importance_weights, sample_eps
+from iwae_np.tree import flatten_tree
 
 from conftest import TINY, small_problem
 
@@ -105,3 +107,97 @@ def test_bad_architecture_and_init_arguments():
         init_params("one-layer", np.random.default_rng(0), dtype=np.float16)
     with pytest.raises(ValueError, match="x_mean must have shape"):
         init_params("one-layer", np.random.default_rng(0), x_mean=np.zeros(10))
+
+
+# ---------------------------------------------------------------------------------------------
+# the library API cases of issue 11: each a ValueError naming the problem, not a KeyError,
+# IndexError, NaN or a silent -inf
+
+
+@pytest.mark.parametrize("network, layer, key", [("p_x", "logits", "b"), ("q_h2", "hidden_0", "W"),
+                                                 ("q_h1", "log_sigma", None), ("p_h1", "mu", None)])
+def test_a_missing_leaf_or_head_is_named(problem, network, layer, key):
+    # catches: architecture_of / dense reading params[net][layer]["b"] unchecked (KeyError: 'b')
+    params, x, eps = problem
+    if key is None:
+        del params[network][layer]
+        message = f"params\\['{network}'\\] has no layer '{layer}'"
+    else:
+        del params[network][layer][key]
+        message = f"params\\['{network}'\\]\\['{layer}'\\] must be a dict with exactly the arrays 'W' and 'b'"
+    with pytest.raises(ValueError, match=message):
+        log_importance_weights(params, x, eps)
+    with pytest.raises(ValueError, match=message):
+        architecture_of(params)
+
+
+@pytest.mark.parametrize("bad", ["scalar", "vector", "wrong input width", "heads disagree"])
+def test_a_mis_shaped_weight_is_named(problem, bad):
+    # catches: np.shape(W)[1] on a scalar W (IndexError), and shapes that only fail deep inside a matmul
+    params, x, eps = problem
+    if bad == "scalar":
+        params["q_h1"]["mu"]["W"] = np.float64(0.5)
+        message = r"params\['q_h1'\]\['mu'\]: W must be a 2-D"
+    elif bad == "vector":
+        params["p_x"]["hidden_0"]["W"] = params["p_x"]["hidden_0"]["W"][0]
+        message = r"params\['p_x'\]\['hidden_0'\]: W must be a 2-D"
+    elif bad == "wrong input width":
+        params["p_x"]["hidden_0"]["W"] = np.zeros((7, params["p_x"]["hidden_0"]["W"].shape[1]))
+        message = r"params\['p_x'\] takes inputs of width 7 but its input h1 has 4 units"
+    else:
+        params["q_h2"]["log_sigma"]["W"] = params["q_h2"]["log_sigma"]["W"][:, :1]
+        params["q_h2"]["log_sigma"]["b"] = params["q_h2"]["log_sigma"]["b"][:1]
+        message = r"params\['q_h2'\]\['log_sigma'\] gives 1 units, h2 has 2"
+    with pytest.raises(ValueError, match=message):
+        log_importance_weights(params, x, eps)
+
+
+@pytest.mark.parametrize("lr", [float("nan"), float("inf"), 0.0, -1e-3, None])
+def test_train_step_refuses_a_learning_rate_that_is_not_a_positive_number(problem, lr):
+    # catches: lr = nan turning every parameter into NaN without a word
+    params, x, _ = problem
+    from iwae_np.experiments.training import train_step
+    from iwae_np.optimizers import adam_init
+    before = {n: v.copy() for n, v in flatten_tree(params).items()}
+    with pytest.raises(ValueError, match=f"learning rate lr must be a finite number > 0, got {lr!r}"):
+        train_step(params, adam_init(params), x, np.random.default_rng(0), k=3, lr=lr)
+    assert all(np.array_equal(v, before[n]) for n, v in flatten_tree(params).items())
+    with pytest.raises(ValueError, match="Adam's settings must be finite"):
+        train_step(params, adam_init(params), x, np.random.default_rng(0), k=3, lr=1e-3,
+                   adam={"b1": float("nan"), "b2": 0.999, "eps": 1e-4})
+
+
+@pytest.mark.parametrize("fn", [vae_bound, iwae_bound, normalized_weights, lambda lw: miwae_bound(lw, 1),
+                                lambda lw: ciwae_bound(lw, 0.5), lambda lw: renyi_bound(lw, 0.5),
+                                lambda lw: renyi_bound(lw, 1.0)],
+                         ids=["vae", "iwae", "normalized_weights", "miwae", "ciwae", "renyi", "renyi-1"])
+@pytest.mark.parametrize("shape", [(0, 3), (4,), (4, 3, 2), ()])
+def test_bounds_refuse_log_w_that_is_not_k_by_batch(fn, shape):
+    # catches: vae_bound of an empty log_w returning NaN; a 1-D log_w reduced to a scalar; a 3-D one to (batch, x)
+    with pytest.raises(ValueError, match=r"log_w must have shape \(k, batch\) with k >= 1 samples, got shape"):
+        fn(np.zeros(shape))
+
+
+@pytest.mark.parametrize("batch", [-2, 0, 1.5, True])
+def test_sample_eps_refuses_a_bad_batch(batch):
+    # catches: numpy's "negative dimensions are not allowed" for batch = -2, and an empty eps for batch = 0
+    with pytest.raises(ValueError, match=f"batch must be an integer >= 1, got {batch!r}"):
+        sample_eps(np.random.default_rng(0), "one-layer", 3, batch)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.parametrize("arch", ["one-layer", "two-layer"])
+def test_float32_overflow_of_the_log_weights_is_an_error_not_minus_infinity(arch):
+    # log_sigma = +45 in q: sigma = 3.5e19, h ~ 1e19, h^2 overflows float32 (3.4e38): log p(h) = -inf.
+    # Unchecked, L = -inf and autograd's gradient is exactly zero (the logsumexp VJP of -inf), which
+    # looks like a converged model; the same parameters in float64 are finite.
+    from iwae_np.bounds import iwae_objective
+    from iwae_np.model import NonFiniteLogWeightError
+    params, x, eps = small_problem(TINY[arch], k=5, batch=3, dtype=np.float32)
+    params["q_h1"]["log_sigma"]["b"] = params["q_h1"]["log_sigma"]["b"] + np.float32(45)
+    with pytest.raises(NonFiniteLogWeightError, match=r"log weights are not finite in float32: log_p_h1.* is -inf"):
+        iwae_objective(params, x, eps)
+    with pytest.raises(NonFiniteLogWeightError, match="largest log_sigma of q is 4[5-7]"):
+        iwae_gradient(params, x, eps)
+    p64 = {n: {l: {k: v.astype(np.float64) for k, v in d.items()} for l, d in net.items()} for n, net in params.items()}
+    assert np.isfinite(iwae_objective(p64, x.astype(np.float64), [e.astype(np.float64) for e in eps]))

@@ -353,5 +353,7 @@ def data_spec(args_like):
 
 def dataset_from_spec(spec, download=False):
     """The data set a :func:`data_spec` describes (downloading missing files if ``download``)."""
+    if not isinstance(spec, dict) or not spec.get("name"):
+        raise ValueError(f"no data set is recorded ({spec!r}); name one (--data)")
     return load_data(spec["name"], spec.get("root"), download=download, cache_dir=spec.get("cache_dir"),
                      train_subset=spec.get("train_subset"), test_subset=spec.get("test_subset"))

@@ -67,10 +67,8 @@ def save_checkpoint(path, params, opt_state, rng, meta, perm=None):
     try:
         atomic_write(path, lambda f: np.savez(f, **arrays))
     except OSError as err:
-        failure = CheckpointWriteError(f"could not write the checkpoint {path}: {err.strerror or err}; "
-                                       "the file that was there (if any) is unchanged")
-        failure.errno, failure.filename = err.errno, str(path)
-        raise failure from err
+        raise CheckpointWriteError(f"could not write the checkpoint {path}: {err.strerror or err}; "
+                                   "the file that was there (if any) is unchanged") from err  # the errno: __cause__
 
 
 def _read_arrays(path):

@@ -206,11 +206,10 @@ class RunState:
         except CheckpointWriteError as err:
             kept = (f"the checkpoint after global step {self.saved_step} is intact" if self.saved_step is not None
                     else "no checkpoint had been written yet")
-            failure = CheckpointWriteError(f"could not write the checkpoint {self.checkpoint_path} "
-                                           f"({err.__cause__.strerror or err.__cause__}); {kept}. Make room (or "
-                                           f"raise the file-size limit) and continue with --resume")
-            failure.errno, failure.filename = err.errno, err.filename
-            raise failure from err.__cause__
+            cause = err.__cause__ if isinstance(err.__cause__, OSError) else err
+            raise CheckpointWriteError(f"could not write the checkpoint {self.checkpoint_path} "
+                                       f"({cause.strerror or cause}); {kept}. Make room (or raise the "
+                                       "file-size limit) and continue with --resume") from cause
         self.saved_at, self.saved_step, self.saved = time.monotonic(), snap["pos"]["global_step"], snap
 
     def result(self, status=None):
@@ -328,8 +327,8 @@ def train(dataset, config, run_dir, resume=False, params=None, progress=True, ch
     ``metrics.jsonl`` is rewritten from the checkpoint's history when it lacks a record.
 
     Ctrl-C (``KeyboardInterrupt``) writes a checkpoint of the last consistent state (after the last
-    completed step or stage) and returns with status ``"interrupted"`` (``"finished"`` if that state
-    is the end of the last stage). A non-finite bound, log weight or gradient raises
+    completed step or stage; if that is the end of the last stage, the checkpoint says finished) and
+    returns with status ``"interrupted"``. A non-finite bound, log weight or gradient raises
     :class:`NonFiniteLossError` naming the step; a failed checkpoint write raises
     :class:`~iwae_np.experiments.checkpoints.CheckpointWriteError`; in both cases the last good
     checkpoint is left as it is. Returns a dict: ``params``, ``status`` (``"finished"`` or
@@ -424,7 +423,7 @@ def _save_on_interrupt(state):
     state.params, state.opt_state, state.history = snap["params"], snap["opt_state"], snap["history"]
     state.perm, state.status = snap["perm"], snap["status"]
     state.pos.update(snap["pos"])
-    return state.result()
+    return state.result("interrupted")  # even when the state saved is the end: the user asked to stop
 
 
 def _step(state, x, stage):
