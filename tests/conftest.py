@@ -54,3 +54,19 @@ def idx_data(tmp_path):
     write_idx_images(data / "train-images-idx3-ubyte", rng.integers(0, 256, size=(40, 784)))
     write_idx_images(data / "t10k-images-idx3-ubyte", rng.integers(0, 256, size=(10, 784)))
     return data
+
+
+#: Set by CI (.ci/run), which installs the test extra: there a missing optional dependency fails the
+#: tests that need it instead of skipping them silently.
+REQUIRE_OPTIONAL = os.environ.get("IWAE_NP_REQUIRE_OPTIONAL") == "1"
+
+
+def require_module(name):
+    """Skip the test when ``name`` (torch, JAX: optional dependencies) is not installed, except where
+    IWAE_NP_REQUIRE_OPTIONAL=1 (CI, which installs them): there, fail. Checked without importing it
+    (torch and JAX take seconds to import; the tests that need them run them in child processes)."""
+    import importlib.util
+    if importlib.util.find_spec(name) is None:
+        if REQUIRE_OPTIONAL:
+            pytest.fail(f"{name} is not installed, and IWAE_NP_REQUIRE_OPTIONAL=1 (CI) requires it")
+        pytest.skip(f"{name} is not installed (pip install -e '.[test]' installs it)")

@@ -16,6 +16,8 @@ import pytest
 from iwae_np import oracle
 from iwae_np.cli import main
 
+from conftest import require_module
+
 ROOT = Path(__file__).resolve().parents[1]
 # run an adapter script as __main__ with iwae_np blocked: any `import iwae_np` raises ImportError
 _RUN_BLOCKED = ("import runpy, sys; sys.modules['iwae_np'] = None; script = sys.argv[1]; "
@@ -51,6 +53,7 @@ def test_suite_covers_the_issue(suite):
 
 @pytest.mark.parametrize("adapter", ["torch", "jax"])
 def test_adapter_agrees_with_every_fixture_of_the_suite(adapter, suite, tmp_path, capsys):
+    require_module(adapter)  # the adapter imports it in its own process
     results = run_adapter(adapter, suite, tmp_path / adapter)
     code = main(["oracle", "check", str(suite), str(results)])  # the suite form of the command
     captured = capsys.readouterr()
@@ -63,6 +66,7 @@ def test_adapter_agrees_with_every_fixture_of_the_suite(adapter, suite, tmp_path
 
 def test_a_broken_adapter_fails_the_check(suite, tmp_path):
     # one fixture through the torch adapter, then one result nudged by 1e-8 relative
+    require_module("torch")
     name = json.loads((suite / "suite.json").read_text())["fixtures"][3]
     out = run_adapter("torch", suite / name, tmp_path)
     with np.load(out / f"{name}.npz") as data:

@@ -2,9 +2,7 @@
 resume is exact with dynamic binarization, and iwae-np train / evaluate / table / plot work on a
 tiny schedule and model, including Ctrl-C (SIGINT) and --resume in a subprocess."""
 import json
-import os
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -19,6 +17,8 @@ from iwae_np.experiments.table import PAPER_TABLE1, markdown_table, table_cells
 from iwae_np.model import Architecture, init_params
 from iwae_np.experiments import TrainConfig, load_checkpoint, paper_schedule, train
 from iwae_np.tree import flatten_tree
+
+from conftest import ROOT, child_env, run_driver, write_idx_images
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TINY = ["--latent", "5", "--hidden", "20"]
@@ -144,35 +144,35 @@ def test_cli_rejects_bad_input_with_a_message(tmp_path, capsys):
     assert "--resume" in capsys.readouterr().out
 
 
-def write_idx_images(path, images):
-    """An IDX3 file (MNIST's format: magic 0x00000803, big-endian int32 sizes, uint8 pixels)."""
-    n = images.shape[0]
-    path.write_bytes(struct.pack(">4i", 0x803, n, 28, 28) + images.astype(np.uint8).tobytes())
-
-
 def test_ctrl_c_saves_and_resume_finishes_in_a_subprocess(tmp_path, mnist5k):
+    """SIGINT to ``iwae-np train`` mid-run: exit 130, a checkpoint of the last step, --resume finishes.
+
+    The moment is certain: the child (tests/cli_driver.py) writes a flag file after global step 7 and
+    then waits for the signal, which the parent sends only once the flag exists. (Waiting for the
+    first checkpoint instead raced the run: on a loaded machine all 260 steps finished first.)
+    """
     data = tmp_path / "data"  # a small MNIST in IDX files: quick to load in each subprocess
     data.mkdir()
     write_idx_images(data / "train-images-idx3-ubyte", np.round(mnist5k.train[:400] * 255))
     write_idx_images(data / "t10k-images-idx3-ubyte", np.round(mnist5k.test[:50] * 255))
-    run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "iwae_np.cli", "train", "--data", "mnist", "--data-dir", str(data),
-           "--monitor-size", "0", *TINY, "--k", "2", "--stages", "3", "--out", str(run), "--no-progress"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    # a checkpoint after every step, so its appearance says training is under way
-    proc = subprocess.Popen(cmd + ["--checkpoint-every", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
-    deadline = time.monotonic() + 60
-    while not (run / "checkpoint.npz").exists() and time.monotonic() < deadline and proc.poll() is None:
+    run, flag = tmp_path / "run", tmp_path / "flag"
+    args = ["train", "--data", "mnist", "--data-dir", str(data), "--monitor-size", "0", *TINY, "--k", "2",
+            "--stages", "3", "--out", str(run), "--no-progress"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "cli_driver.py"), "wait-for-signal", "7",
+                             str(flag)] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=child_env())
+    deadline = time.monotonic() + 300  # a bound for a broken child, not a guess at how long it takes
+    while not flag.exists():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the child never reached step 7"
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert "checkpoint saved" in err and "--resume" in err
+    assert "interrupted after step 7; checkpoint saved" in err and "--resume" in err
     meta = load_checkpoint(run)["meta"]
-    assert meta["status"] == "interrupted" and 0 < meta["position"]["global_step"] < 13 * 20
-    done = subprocess.run(cmd[:3] + ["train", "--resume", "--out", str(run), "--no-progress"], capture_output=True,
-                          text=True, env=env, timeout=120)
+    assert meta["status"] == "interrupted" and meta["position"]["global_step"] == 7
+    done = run_driver(None, 0, flag, ["train", "--resume", "--out", str(run), "--no-progress"])
     assert done.returncode == 0, done.stderr
     meta = load_checkpoint(run)["meta"]
     assert meta["status"] == "finished" and meta["position"]["global_step"] == 13 * 20

@@ -86,3 +86,29 @@ def test_train_step_float32_reproducible():
     for a, b in zip(flatten_tree(runs[0]).values(), flatten_tree(runs[1]).values()):
         assert a.dtype == np.float32
         np.testing.assert_array_equal(a, b)
+
+
+def textbook_adam(theta, grads, lr, b1=0.9, b2=0.999, eps=1e-4):
+    """Kingma & Ba (2015), Algorithm 1, line by line, on one array: the trajectory of theta."""
+    m, v, out = np.zeros_like(theta), np.zeros_like(theta), []
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+        theta = theta - lr * m_hat / (np.sqrt(v_hat) + eps)
+        out.append(theta)
+    return out
+
+
+def test_adam_follows_kingma_and_ba_step_by_step():
+    # catches: dropping the bias corrections (steps ~3x too large at first, and off for the first
+    # thousand or so steps), eps inside the square root, the corrections applied to m or v only
+    rng = np.random.default_rng(3)
+    theta0 = rng.normal(size=(4, 3))
+    grads = [rng.normal(scale=10.0 ** rng.uniform(-5, 1), size=(4, 3)) for _ in range(60)]
+    expected = textbook_adam(theta0, grads, lr=1e-3)
+    params, state = {"l": {"W": theta0}}, adam_init({"l": {"W": theta0}})
+    for t, g in enumerate(grads):
+        params, state = adam_update(params, {"l": {"W": g}}, state, 1e-3)
+        np.testing.assert_allclose(params["l"]["W"], expected[t], rtol=1e-13, atol=1e-15, err_msg=f"step {t + 1}")
+

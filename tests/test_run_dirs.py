@@ -1,7 +1,6 @@
 """Run directories: every interruption resumes to the same consistent finished state, a user's files are
 never overwritten, stale temporaries go, one process per directory, and bad flags stop before anything
 is written. Moments of interruption are made certain (a hook at an exact call), never raced."""
-import fcntl
 import json
 import os
 import signal
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 
 from iwae_np.cli import main
-from iwae_np.experiments import training
+from iwae_np.experiments import checkpoints, training
 from iwae_np.experiments.checkpoints import load_run_checkpoint
 from iwae_np.experiments.rundirs import DirectoryInUseError, ForeignFileError, is_project_file
 from iwae_np.experiments.training import train
@@ -53,13 +52,27 @@ class Once:
         return self.real(*args, **kwargs)
 
 
+class CtrlCInsideTheWrite:
+    """np.savez as the checkpoint writer calls it: for the first ``times`` writes of a finished run's
+    checkpoint, write half the bytes and raise KeyboardInterrupt there, as Ctrl-C in the middle of it would."""
+
+    def __init__(self, times):
+        self.real, self.left = checkpoints.np.savez, times
+
+    def __call__(self, f, **arrays):
+        if self.left and json.loads(str(arrays["meta"]))["status"] == "finished":
+            self.left -= 1
+            f.write(b"PK\x03\x04 half a zip")
+            raise KeyboardInterrupt
+        return self.real(f, **arrays)
+
+
 @pytest.mark.parametrize("ctrl_c", [1, 2], ids=["once", "again-during-the-save-it-makes"])
 def test_ctrl_c_during_the_final_checkpoint_write_resumes_to_the_finished_run(tmp_path, monkeypatch, straight,
                                                                               ctrl_c):
     # catches: the handler saving the state before the end of the stage as "interrupted" for good, the
     # last metrics row lost, and --resume saying "finished" without repairing either
-    final = lambda path, params, opt, rng, meta, perm=None: meta["status"] == "finished"  # noqa: E731
-    monkeypatch.setattr(training, "save_checkpoint", Once(training.save_checkpoint, final, times=ctrl_c))
+    monkeypatch.setattr(checkpoints.np, "savez", CtrlCInsideTheWrite(ctrl_c))
     run = tmp_path / "run"
     if ctrl_c == 1:  # the handler's own save of the finished state succeeds
         assert train(toy_dataset(), config(), run, progress=False)["status"] == "interrupted"
@@ -132,8 +145,7 @@ def test_ctrl_c_in_a_table_during_a_final_save_stops_the_grid_and_the_rerun_fini
     args = ["table", "--data", "mnist5k", "--train-subset", "40", "--test-subset", "10", "--monitor-size", "0",
             "--latent", "2", "--hidden", "6", "--layers", "1", "--k", "2", "--stages", "1", "--eval-k", "3",
             "--eval-train-subset", "0", "--out", str(tmp_path), "--jobs", "1", "--no-progress", "--no-figures"]
-    final = lambda path, params, opt, rng, meta, perm=None: meta["status"] == "finished"  # noqa: E731
-    monkeypatch.setattr(training, "save_checkpoint", Once(training.save_checkpoint, final))
+    monkeypatch.setattr(checkpoints.np, "savez", CtrlCInsideTheWrite(1))
     assert main(args) == 130
     assert "run the same command again" in capsys.readouterr().err
     monkeypatch.undo()
@@ -212,6 +224,7 @@ def test_stale_temporaries_are_removed_when_a_run_starts_and_when_it_resumes(tmp
 
 
 def test_a_directory_another_process_trains_in_is_refused_and_its_temporaries_kept(tmp_path):
+    fcntl = pytest.importorskip("fcntl")  # POSIX; without it there is no lock
     run = tmp_path / "run"
     run.mkdir()
     (run / ".checkpoint.npz.other.tmp").write_bytes(b"being written")

@@ -215,3 +215,38 @@ def test_checkpoint_round_trip_and_damaged_files(tmp_path):
         load_checkpoint(tmp_path / "garbage.npz")
     with pytest.raises(ValueError, match="no checkpoint at"):
         load_checkpoint(tmp_path / "missing")
+
+
+def test_each_pass_binarizes_afresh_in_a_fresh_order_without_replacement(tmp_path, monkeypatch):
+    """What the loop feeds the model, pass after pass (paper section 5: dynamic binarization, minibatches
+    drawn without replacement in a fresh order each pass).
+
+    Catches: binarizing the training set once (every image the same bits on every pass), one data
+    order for every pass, and minibatches drawn with replacement. Image j carries its index in 3
+    pixels of gray 0 or 1 (which binarize to themselves); its other 9 pixels are gray 0.5.
+    """
+    n, D_id = 7, 3
+    ids = ((np.arange(n)[:, None] >> np.arange(D_id)) & 1).astype(np.float64)  # (7, 3) the index in binary
+    gray = np.concatenate([ids, np.full((n, D - D_id), 0.5)], axis=1)  # (7, 12)
+    ds = types.SimpleNamespace(name="gray", train=gray, test=gray, train_mean=gray.mean(0),
+                               fixed_binarization=False, binarized_test=lambda seed=0: np.round(gray))
+    seen = []
+    real = training.train_step
+
+    def recording(params, opt_state, x, *args, **kwargs):
+        seen.append(np.array(x))
+        return real(params, opt_state, x, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_step", recording)
+    passes = 40
+    train(ds, config(batch_size=n, schedule=[{"passes": passes, "lr": 1e-3}], monitor_size=0), tmp_path, progress=False)
+    assert len(seen) == passes  # one minibatch of all 7 images a pass
+    order = np.array([x[:, :D_id] @ (1 << np.arange(D_id)) for x in seen])  # (passes, 7) image index by position
+    assert all(sorted(o) == list(range(n)) for o in order)  # every image once a pass: no replacement
+    assert len({tuple(o) for o in order}) > passes // 2  # fresh orders (7! = 5040 possible)
+    bits = np.stack([x[np.argsort(o), D_id:] for x, o in zip(seen, order)])  # (passes, 7, 9) by image
+    assert set(np.unique(bits)) == {0.0, 1.0}
+    for j in range(n):  # the same image binarized anew: at most a few repeats among 2^9 patterns
+        assert len({tuple(b) for b in bits[:, j]}) >= passes - 5
+    se = 0.5 / np.sqrt(bits.size)
+    assert abs(bits.mean() - 0.5) < 5 * se  # Bernoulli(0.5) pixels

@@ -70,7 +70,9 @@ def _study(args):
     import numpy as np
 
     from ..model import PRESETS, Architecture, architecture_of
+    from ..experiments.rundirs import check_output_dir
     from ..experiments.snr import load_model_params, plot_snr, snr_study, train_default_model
+    from ..files import atomic_write, write_text
     from ..tree import flatten_tree
 
     for name in ("draws", "batch"):
@@ -81,7 +83,6 @@ def _study(args):
     if args.train_steps < 0:
         raise ValueError(f"--train-steps must be >= 0, got {args.train_steps}")
     out = Path(args.out)
-    from ..experiments.rundirs import check_output_dir
     check_output_dir(out, "--out")
     train_x, test_x, binarize, data_text = _images(args.data, args.seed, args.pixels)
     rng = np.random.default_rng(args.seed)
@@ -102,7 +103,7 @@ def _study(args):
         model_text = (f"default: {arch.to_dict()} trained {args.train_steps} Adam steps (lr 1e-3, minibatch 20) "
                       f"of IWAE k=5 on {data_text}; saved as model.npz")
         out.mkdir(parents=True, exist_ok=True)
-        np.savez(out / "model.npz", **flatten_tree(params))  # rerun with --checkpoint OUT/model.npz
+        atomic_write(out / "model.npz", lambda f: np.savez(f, **flatten_tree(params)))  # rerun: --checkpoint OUT/model.npz
     if architecture_of(params).x_dim != test_x.shape[1]:
         raise ValueError(f"the model takes {architecture_of(params).x_dim} pixels, the {args.data} images have "
                          f"{test_x.shape[1]}")
@@ -119,7 +120,7 @@ def _study(args):
     result["settings"].update(model=model_text, data=args.data, model_seconds=round(trained_s, 1),
                               study_seconds=round(time.perf_counter() - start - trained_s, 1))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "snr.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_text(out / "snr.json", json.dumps(result, indent=1) + "\n")
     plot_snr(result, out / "snr.png")
     print("slopes of log median SNR against log K:")
     for key, groups in result["slopes"]["K"].items():
