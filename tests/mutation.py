@@ -181,7 +181,7 @@ def apply(mutation, root):
     return problems
 
 
-def run_tests(root, tests, timeout):
+def run_tests(root, tests, timeout, verbose=False):
     env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                PYTHONDONTWRITEBYTECODE="1")
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-W", "ignore", *tests]
@@ -190,8 +190,12 @@ def run_tests(root, tests, timeout):
         proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return "timeout", time.monotonic() - start, ""
-    failed = [line for line in proc.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
-    return proc.returncode, time.monotonic() - start, (failed[0] if failed else proc.stdout.strip().splitlines()[-1:])
+    lines = proc.stdout.splitlines()
+    failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+    detail = failed[0] if failed else " ".join(lines[-1:])
+    if verbose and proc.returncode:
+        detail += "\n" + "\n".join([line for line in lines if line.startswith("E ")][:40])
+    return proc.returncode, time.monotonic() - start, detail
 
 
 def check(mutation, tests, timeout):
@@ -203,7 +207,7 @@ def check(mutation, tests, timeout):
             return mutation, "STALE", 0.0, "; ".join(problems)
         code, seconds, detail = run_tests(root, tests or mutation.tests, timeout)
         verdict = "caught" if code not in (0, "timeout") else ("SURVIVED" if code == 0 else "caught (timeout)")
-        return mutation, verdict, seconds, detail if isinstance(detail, str) else " ".join(detail)
+        return mutation, verdict, seconds, detail
 
 
 def main(argv=None):
@@ -231,7 +235,7 @@ def main(argv=None):
         with tempfile.TemporaryDirectory(prefix="mutation-baseline-") as tmp:
             root = Path(tmp) / "repo"
             copy_repository(root)
-            code, seconds, detail = run_tests(root, baseline, args.timeout * 2)
+            code, seconds, detail = run_tests(root, baseline, args.timeout * 2, verbose=True)
         print(f"baseline (no mutation) on {len(baseline)} test files: "
               f"{'passed' if code == 0 else 'FAILED'} in {seconds:.0f} s", flush=True)
         if code != 0:

@@ -342,15 +342,17 @@ def test_table_workers_save_and_exit_when_the_table_process_is_killed(tmp_path):
     # catches: spawned pool workers blocked for ever on the call queue (and training on) after a SIGKILL of
     # their parent. The moment is certain: both cells' stage-0 checkpoints exist, so both workers are in
     # their (endless) stage 1 when the parent dies.
-    cells = [tmp_path / "vae-k2-L1", tmp_path / "vae-k1-L1"]
-    parent = subprocess.Popen([sys.executable, "-c", _TABLE_DRIVER, str(tmp_path)], env=child_env(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    cells = [tmp_path / "table" / "vae-k2-L1", tmp_path / "table" / "vae-k1-L1"]
+    log = tmp_path / "log.txt"  # the parent's and the workers' stderr, for the message of a failure
+    with open(log, "w") as stderr:
+        parent = subprocess.Popen([sys.executable, "-c", _TABLE_DRIVER, str(tmp_path / "table")], env=child_env(),
+                                  stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT)
     workers = set()
     try:
         deadline = time.monotonic() + 240
         while not all((c / "checkpoint.npz").exists() for c in cells):
-            assert parent.poll() is None, parent.stderr.read().decode()
-            assert time.monotonic() < deadline, "the workers did not start"
+            assert parent.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the workers did not start\n" + log.read_text()
             time.sleep(0.05)
         workers = _children(parent.pid)
         assert len(workers) >= 2
@@ -359,7 +361,7 @@ def test_table_workers_save_and_exit_when_the_table_process_is_killed(tmp_path):
         deadline = time.monotonic() + 120  # a bound for a broken implementation, not a wait for success
         while any(_alive(w) for w in workers) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not any(_alive(w) for w in workers), "workers outlived their parent"
+        assert not any(_alive(w) for w in workers), "workers outlived their parent\n" + log.read_text()
     finally:  # leave no process behind, whatever happened
         if parent.poll() is None:
             workers |= _children(parent.pid)
@@ -370,4 +372,4 @@ def test_table_workers_save_and_exit_when_the_table_process_is_killed(tmp_path):
                 os.kill(w, signal.SIGKILL)
     for c in cells:  # each saved its cell on the way out: a rerun resumes, it does not start over
         meta = load_run_checkpoint(c)["meta"]
-        assert meta["status"] == "interrupted" and meta["position"]["stage"] == 1, c
+        assert meta["status"] == "interrupted" and meta["position"]["stage"] == 1, (c, meta, log.read_text())
