@@ -147,6 +147,11 @@ def _heads(network):
     return ("logits",) if network == "p_x" else ("mu", "log_sigma")
 
 
+def _shape(a):
+    shape = getattr(a, "shape", None)  # arrays and autograd's boxes have one
+    return tuple(shape) if shape is not None else np.shape(getval(a))
+
+
 def _layer_shapes(params, network):
     """``[(layer name, (n_in, n_out))]`` of one network, hidden layers first; ValueError naming what is wrong."""
     net = params[network]
@@ -165,14 +170,15 @@ def _layer_shapes(params, network):
         raise ValueError(f"params[{network!r}] has unexpected layers {unexpected} (expected {names})")
     shapes = []
     for name in names:
-        layer, where = net[name], f"params[{network!r}][{name!r}]"
-        if not isinstance(layer, dict) or set(layer) != {"W", "b"}:
+        layer = net[name]
+        if not isinstance(layer, dict) or len(layer) != 2 or "W" not in layer or "b" not in layer:
             keys = sorted(layer) if isinstance(layer, dict) else type(layer).__name__
-            raise ValueError(f"{where} must be a dict with exactly the arrays 'W' and 'b', got {keys}")
-        W, b = np.shape(getval(layer["W"])), np.shape(getval(layer["b"]))
+            raise ValueError(f"params[{network!r}][{name!r}] must be a dict with exactly the arrays 'W' and 'b', "
+                             f"got {keys}")
+        W, b = _shape(layer["W"]), _shape(layer["b"])
         if len(W) != 2 or b != W[1:] or 0 in W:
-            raise ValueError(f"{where}: W must be a 2-D (n_in, n_out) array and b an (n_out,) array with "
-                             f"n_in, n_out >= 1; got W {W} and b {b}")
+            raise ValueError(f"params[{network!r}][{name!r}]: W must be a 2-D (n_in, n_out) array and b an "
+                             f"(n_out,) array with n_in, n_out >= 1; got W {W} and b {b}")
         shapes.append((name, W))
     below, width = "the network's input", shapes[0][1][0]  # every head reads the last hidden layer
     for name, (n_in, n_out) in shapes:
@@ -228,8 +234,13 @@ def _structure(params):
 def validate_params(params, check_values=True):
     """Check the tree has the model's networks, layers and heads with consistent shapes, and one float dtype;
     with ``check_values``, that every array is finite. Returns the dtype."""
+    return _validate(params, check_values)[0]
+
+
+def _validate(params, check_values=True):
+    """:func:`validate_params`, returning ``(dtype, architecture)`` (the shapes are read once)."""
     params = getval(params)  # under autograd the tree arrives as one DictBox
-    _structure(params)
+    arch = _structure(params)
     flat = {name: getval(v) for name, v in flatten_tree(params).items()}
     dtype = tree_dtype(list(flat.values()))
     if check_values:
@@ -237,7 +248,7 @@ def validate_params(params, check_values=True):
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"parameter {name!r} has non-finite values "
                                  f"({int(np.sum(~np.isfinite(value)))} of {np.size(value)})")
-    return dtype
+    return dtype, arch
 
 
 def validate_x(x, x_dim, dtype):
@@ -397,8 +408,7 @@ def log_weight_terms(params, x, eps, log_q_params=None, validate=True):
     estimators (STL, DReG): the score term drops out, the path through every ``h`` stays.
     """
     if validate:
-        dtype = validate_params(params)
-        arch = architecture_of(params)
+        dtype, arch = _validate(params)
         x = validate_x(x, arch.x_dim, dtype)
         validate_eps(eps, arch.latent_dims, x.shape[0], dtype)
     h, q_stats = sample_posterior(params, x, eps)  # the recognition networks run once, for sampling and log q
