@@ -53,5 +53,8 @@ def install(hook, step, flag):
 
 
 if __name__ == "__main__":
+    # Ctrl-C raises KeyboardInterrupt even where this process inherited SIGINT ignored (started from the
+    # background of a shell without job control, as a test runner may be): the parent's SIGINT stands for Ctrl-C
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     install(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]))
     sys.exit(main(sys.argv[4:]))

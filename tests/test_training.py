@@ -250,3 +250,17 @@ def test_each_pass_binarizes_afresh_in_a_fresh_order_without_replacement(tmp_pat
         assert len({tuple(b) for b in bits[:, j]}) >= passes - 5
     se = 0.5 / np.sqrt(bits.size)
     assert abs(bits.mean() - 0.5) < 5 * se  # Bernoulli(0.5) pixels
+
+
+def test_bad_settings_of_the_library_are_named(tmp_path):
+    # catches: numpy's "expected non-negative integer" for seed = -1, and checkpoint_every = nan or -1
+    # accepted (nan never checkpoints, -1 after every step)
+    for field, value in (("seed", -1), ("seed", 1.5), ("monitor_k", 0), ("k", float("inf"))):
+        with pytest.raises(ValueError, match=f"{field} must be an integer >= [01], got {value!r}"):
+            config(**{field: value})
+    for every in (float("nan"), -1.0):
+        with pytest.raises(ValueError, match=f"checkpoint_every must be a number of seconds >= 0, got {every!r}"):
+            train(toy_dataset(), config(), tmp_path / "run", progress=False, checkpoint_every=every)
+    with pytest.raises(ValueError, match="not a training configuration: unknown fields \\['learning_rate'\\]"):
+        TrainConfig.from_dict({**config().to_dict(), "learning_rate": 0.1})
+    assert not (tmp_path / "run").exists()

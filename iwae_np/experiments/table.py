@@ -154,21 +154,33 @@ ORPHAN_GRACE_SECONDS = 120.0
 _worker_state = {"busy": False, "orphaned": False}
 
 
+#: The signal the watchdog sends its own worker: a dedicated one, because SIGINT may be ignored (a table
+#: started in the background of a shell without job control inherits SIGINT ignored, and so do its workers).
+_STOP_SIGNAL = getattr(signal, "SIGUSR1", None)
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt  # what Ctrl-C does: the cell saves its checkpoint and returns "interrupted"
+
+
 def _init_worker(parent_pid):
     """Pool initializer: watch the parent from a daemon thread (see :func:`_watch_parent`)."""
+    if _STOP_SIGNAL is not None:
+        signal.signal(_STOP_SIGNAL, _stop)
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="iwae_np-watch-parent", daemon=True).start()
 
 
 def _watch_parent(parent_pid):
     """When the table process is gone (killed, even by SIGKILL), end this worker instead of leaving it
-    blocked on the pool's queue forever: at once when idle, else by Ctrl-C (SIGINT), which makes the
-    cell save its checkpoint (a rerun resumes it), then :func:`_worker` exits."""
+    blocked on the pool's queue forever: at once when idle, else as Ctrl-C would (a KeyboardInterrupt in
+    the main thread, by the signal :data:`_STOP_SIGNAL`), which makes the cell save its checkpoint (a
+    rerun resumes it); then :func:`_worker` exits."""
     while os.getppid() == parent_pid:  # an orphan is adopted by another process: its parent id changes
         time.sleep(PARENT_POLL_SECONDS)
     _worker_state["orphaned"] = True
-    if not _worker_state["busy"]:
+    if not _worker_state["busy"] or _STOP_SIGNAL is None:
         os._exit(1)
-    os.kill(os.getpid(), signal.SIGINT)
+    os.kill(os.getpid(), _STOP_SIGNAL)
     time.sleep(ORPHAN_GRACE_SECONDS)
     os._exit(1)
 
