@@ -15,6 +15,7 @@ Run on demand, not in the default suite (a few minutes on 2 cores)::
     python3 tests/mutation.py --only drop-log-k tanh-vjp-1-minus-y
     python3 tests/mutation.py --jobs 2        # two mutations at a time
     python3 tests/mutation.py --full          # each mutation against the whole default suite (slow)
+    python3 tests/mutation.py --only binarize-once --tests tests/test_training.py::test_each_pass_binarizes_afresh_in_a_fresh_order_without_replacement
 """
 import argparse
 import concurrent.futures as cf
@@ -216,6 +217,8 @@ def main(argv=None):
     p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="run only these mutations")
     p.add_argument("--jobs", type=int, default=1, help="mutations checked at a time (default 1)")
     p.add_argument("--full", action="store_true", help="run the whole default suite against each mutation")
+    p.add_argument("--tests", nargs="+", default=None, metavar="TEST",
+                   help="run these tests (files or node ids) against each mutation instead of its own list")
     p.add_argument("--timeout", type=float, default=900, help="seconds per mutation (default 900)")
     p.add_argument("--no-baseline", action="store_true", help="skip the run of the unmutated copy")
     args = p.parse_args(argv)
@@ -229,7 +232,7 @@ def main(argv=None):
         for mu in mutations:
             print(f"{mu.name:34s} {mu.description}  [{', '.join(mu.tests)}]")
         return 0
-    full = ["tests"] if args.full else None
+    full = ["tests"] if args.full else args.tests
     if not args.no_baseline:
         baseline = sorted({t.split("::")[0] for mu in mutations for t in (full or mu.tests)})
         with tempfile.TemporaryDirectory(prefix="mutation-baseline-") as tmp:

@@ -157,6 +157,12 @@ def test_ctrl_c_in_a_table_during_a_final_save_stops_the_grid_and_the_rerun_fini
 # ---------------------------------------------------------------------------------------------
 # a user's files
 
+#: Settings of a seconds-long run: where a check is missing, the command finishes (and the test fails)
+#: instead of training for hours with the paper's defaults.
+TINY_RUN = ["--train-subset", "20", "--test-subset", "10", "--monitor-size", "0", "--latent", "2", "--hidden", "4",
+            "--k", "1", "--stages", "1", "--pass-scale", "0.1", "--no-progress"]
+TINY_TABLE = TINY_RUN + ["--layers", "1", "--eval-k", "2", "--eval-train-subset", "0", "--no-figures", "--jobs", "1"]
+
 
 def test_train_never_overwrites_a_users_config_or_metrics(tmp_path, capsys):
     # catches: train --out D overwriting D/config.json and D/metrics.jsonl that the user wrote (exit 0)
@@ -164,7 +170,7 @@ def test_train_never_overwrites_a_users_config_or_metrics(tmp_path, capsys):
         d = tmp_path / name
         d.mkdir()
         (d / name).write_text(text)
-        assert main(["train", "--data", "mnist5k", "--out", str(d), "--no-progress"]) == 2
+        assert main(["train", "--data", "mnist5k", *TINY_RUN, "--out", str(d)]) == 2
         err = capsys.readouterr().err
         assert err == (f"iwae-np train: error: {d / name} exists and was not written by iwae-np; it is left as it "
                        "is: move it away or choose another directory\n")
@@ -185,8 +191,7 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path):
 
 def test_evaluate_and_table_never_overwrite_a_users_file(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--data", "mnist5k", "--train-subset", "20", "--test-subset", "10", "--monitor-size", "0",
-                 "--latent", "2", "--hidden", "4", "--k", "1", "--stages", "1", "--out", str(run), "--no-progress"]) == 0
+    assert main(["train", "--data", "mnist5k", *TINY_RUN, "--out", str(run)]) == 0
     mine = tmp_path / "notes.json"
     mine.write_text('{"my": "notes"}')
     assert main(["evaluate", str(run), "--k", "2", "--output", str(mine), "--no-progress"]) == 2
@@ -198,7 +203,7 @@ def test_evaluate_and_table_never_overwrite_a_users_file(tmp_path, capsys):
     table = tmp_path / "table"
     table.mkdir()
     (table / "table.md").write_text("# my table\n")
-    assert main(["table", "--data", "mnist5k", "--k", "1", "--layers", "1", "--out", str(table)]) == 2
+    assert main(["table", "--data", "mnist5k", *TINY_TABLE, "--out", str(table)]) == 2
     assert f"{table / 'table.md'} exists and was not written by iwae-np" in capsys.readouterr().err
     assert [p.name for p in table.iterdir()] == ["table.md"]
 
@@ -254,7 +259,7 @@ BAD_FLAGS = [
     (["train", "--checkpoint-every", "-1"], "argument --checkpoint-every: must be a number >= 0"),
     (["train", "--checkpoint-every", "nan"], "argument --checkpoint-every: must be a number >= 0, got nan"),
     (["train", "--pass-scale", "inf"], "argument --pass-scale: must be a finite number > 0, got inf"),
-    (["train", "--pass-scale", "1e308"], "--stages 8 with --pass-scale 1e+308: stage 1 would run"),
+    (["train", "--stages", "8", "--pass-scale", "1e308"], "--stages 8 with --pass-scale 1e+308: stage 1 would run"),
     (["train", "--stages", "3", "--start-stage", "3"], "--start-stage 3 must be below --stages 3"),
     (["train", "--objective", "iwae", "--beta", "0.5"], "--beta applies to --objective ciwae only, not iwae"),
     (["train", "--objective", "vae", "--alpha", "0.5"], "--alpha applies to --objective renyi only, not vae"),
@@ -277,8 +282,11 @@ BAD_FLAGS = [
 def test_a_bad_flag_is_one_line_naming_it_and_nothing_is_written(tmp_path, capsys, argv, message):
     out = tmp_path / "out"
     argv = [str(tmp_path / "run") if a == "RUN" else a for a in argv]
-    if argv[0] in ("train", "table"):
-        argv = argv + ["--data", "mnist5k", "--out", str(out)]
+    if argv[0] in ("train", "table"):  # the bad flag after the tiny settings: argparse keeps the last
+        tiny = TINY_RUN if argv[0] == "train" else TINY_TABLE
+        argv = [argv[0], "--data", "mnist5k", *tiny, *argv[1:], "--out", str(out)]
+    elif argv[0] == "check":
+        argv = argv + ["--k", "1", "--architecture", "one-layer"]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"iwae-np {argv[0]}: error: ") and message in err, err
@@ -289,7 +297,8 @@ def test_a_bad_flag_is_one_line_naming_it_and_nothing_is_written(tmp_path, capsy
 def test_out_that_is_a_file_or_below_one(tmp_path, capsys, where):
     (tmp_path / "f").write_text("a file")
     out = tmp_path / "f" if where == "is" else tmp_path / "f" / "run"
-    for command in (["train", "--data", "mnist5k"], ["table", "--data", "mnist5k"], ["snr", "--data", "synthetic"]):
+    for command in (["train", "--data", "mnist5k", *TINY_RUN], ["table", "--data", "mnist5k", *TINY_TABLE],
+                    ["snr", "--data", "synthetic", "--draws", "2", "--train-steps", "1", "--k", "1"]):
         assert main(command + ["--out", str(out)]) == 2
         expected = (f"--out {out} is a file, not a directory" if where == "is"
                     else f"--out {out} lies below {tmp_path / 'f'}, which is a file")
