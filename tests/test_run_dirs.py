@@ -102,6 +102,22 @@ def test_ctrl_c_while_the_last_stage_ends_is_ended_again_on_resume(tmp_path, mon
     assert_same_run(run, straight)
 
 
+def test_ctrl_c_while_monitoring_within_a_stage_resumes_to_the_same_curve(tmp_path, monkeypatch):
+    # catches: the snapshot taken before the within-stage record (the record lost on resume) or the
+    # step taken twice
+    cfg = config(schedule=[{"passes": 6, "lr": 1e-3}], monitor_every=2)
+    straight = train(toy_dataset(), cfg, tmp_path / "straight", progress=False)
+    assert [r["passes_done"] for r in straight["history"]] == [2, 4, 6]
+    fourth = lambda params, monitor, c, when: when == ("pass", 4)  # noqa: E731
+    monkeypatch.setattr(training, "monitor_bounds", Once(training.monitor_bounds, fourth))
+    run = tmp_path / "run"
+    assert train(toy_dataset(), cfg, run, progress=False)["status"] == "interrupted"
+    assert len(load_run_checkpoint(run)["meta"]["history"]) == 1
+    monkeypatch.undo()
+    assert train(toy_dataset(), cfg, run, resume=True, progress=False)["status"] == "finished"
+    assert_same_run(run, straight)
+
+
 def test_sigkill_between_the_final_save_and_the_metrics_write(tmp_path, idx_data):
     # a real SIGKILL at the exact moment (the child kills itself where metrics.jsonl would be written)
     run, flag = tmp_path / "run", tmp_path / "flag"

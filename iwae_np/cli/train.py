@@ -75,7 +75,7 @@ def add_schedule_arguments(p):
                    help="k of the bound logged after every stage (default 50)")
     g.add_argument("--monitor-size", type=integer(0), default=1000,
                    help="test and training images the per-stage bound is computed on (default 1000; 0: off)")
-    g.add_argument("--monitor-every", type=int, default=0, metavar="PASSES",
+    g.add_argument("--monitor-every", type=integer(0), default=0, metavar="PASSES",
                    help="also log the monitored bound every PASSES passes within a stage (default 0: stage ends only)")
 
 

@@ -45,7 +45,7 @@ def _is_config(text):
 
 def _is_metrics(text):
     records = [_json(line) for line in text.splitlines() if line.strip()]
-    return all(isinstance(r, dict) and {"stage", "global_step", "train_objective"} <= set(r) for r in records)
+    return all(isinstance(r, dict) and {"stage", "lr", "passes_done", "global_step"} <= set(r) for r in records)
 
 
 def _is_evaluation(text):

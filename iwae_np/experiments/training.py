@@ -34,7 +34,7 @@ from .rundirs import check_not_foreign, check_output_dir, claim_directory
 from .schedule import check_schedule, paper_schedule
 
 __all__ = ["train_step", "TrainConfig", "train", "NonFiniteLossError", "RunState", "start_run", "resume_run",
-           "run_steps", "end_stage", "write_metrics", "check_adam", "check_fresh_run_dir", "config_of_checkpoint",
+           "run_steps", "end_stage", "monitor_pass", "write_metrics", "check_adam", "check_fresh_run_dir", "config_of_checkpoint",
            "METRICS_NAME", "CONFIG_NAME"]
 
 METRICS_NAME = "metrics.jsonl"
@@ -84,7 +84,8 @@ class TrainConfig:
     ``"miwae:M=5+dreg"`` (:func:`iwae_np.estimators.get_objective`). ``schedule``: as returned by :func:`paper_schedule`. ``adam``:
     Adam's ``b1, b2, eps``. ``dtype``: of the parameters during training. ``monitor_k`` and
     ``monitor_size``: the bound :math:`\\mathcal L_k` reported in the metrics after every stage, on
-    that many test and training examples (0 turns it off). ``data``: a description of the data
+    that many test and training examples (0 turns it off); ``monitor_every``: also after every that
+    many passes within a stage (0: at stage ends only), for curves of the bound against passes. ``data``: a description of the data
     set (name, directory, subset), for the record and for ``--resume``. ``init_from``: the
     checkpoint the parameters were loaded from, if any.
     """
@@ -98,6 +99,7 @@ class TrainConfig:
     seed: int = 0
     monitor_k: int = 50
     monitor_size: int = 1000
+    monitor_every: int = 0
     data: dict = dataclasses.field(default_factory=dict)
     init_from: str = None
 
@@ -109,7 +111,8 @@ class TrainConfig:
                 raise ValueError(f"architecture {self.architecture!r} is not an architecture ({err!r})") from None
         if not isinstance(self.architecture, Architecture):
             raise ValueError(f"architecture must be an Architecture, got {type(self.architecture).__name__}")
-        for name, low in (("k", 1), ("batch_size", 1), ("seed", 0), ("monitor_k", 1), ("monitor_size", 0)):
+        for name, low in (("k", 1), ("batch_size", 1), ("seed", 0), ("monitor_k", 1), ("monitor_size", 0),
+                          ("monitor_every", 0)):
             v = getattr(self, name)
             if not (_is_number(v) and math.isfinite(v) and int(v) == v and v >= low):
                 raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
@@ -119,6 +122,7 @@ class TrainConfig:
         self.adam = check_adam(self.adam)
         self.k, self.batch_size, self.seed = int(self.k), int(self.batch_size), int(self.seed)
         self.monitor_k, self.monitor_size, self.dtype = int(self.monitor_k), int(self.monitor_size), str(self.dtype)
+        self.monitor_every = int(self.monitor_every)
         self.schedule = check_schedule(self.schedule)
 
     def to_dict(self):
@@ -390,6 +394,8 @@ def run_steps(state, dataset, progress=True, checkpoint_every=300.0, callback=No
             idx = state.perm[pos["step"] * batch:(pos["step"] + 1) * batch]
             x = binarized(dataset, state.train_x[idx], state.rng).astype(dtype)  # (batch, D), drawn afresh
             bound = _step(state, x, stage)
+            if pos["step"] == 0 and not _stage_is_due(state) and monitor is not None and config.monitor_every:
+                monitor_pass(state, stage, monitor)  # before the snapshot: Ctrl-C in it redoes the step on resume
             state.latest = state.snapshot()
             bar.update(1)
             if pos["global_step"] % 20 == 0:
@@ -493,6 +499,21 @@ def write_metrics(run_dir, history):
                       "--resume writes the file again") from err
 
 
+def monitor_pass(state, stage, monitor):
+    """Within a stage, after every ``monitor_every`` passes: a metric record of the monitored bounds only."""
+    config, pos = state.config, state.pos
+    passes_done = sum(s["passes"] for s in config.schedule[:pos["stage"]]) + pos["pass"]
+    if passes_done % config.monitor_every:
+        return None
+    record = {"stage": stage["stage"], "lr": stage["lr"], "passes_done": passes_done,
+              "global_step": pos["global_step"], "within_stage": True, "monitor_k": config.monitor_k,
+              **monitor_bounds(state.params, monitor, config, ("pass", passes_done)),
+              "wall_time": state.elapsed + time.monotonic() - state.started}
+    state.history.append(record)
+    write_metrics(state.run_dir, state.history)
+    return record
+
+
 def binarized(dataset, x_gray, rng):
     """Training images as the model sees them: binarized afresh from ``rng`` (dynamic binarization),
     or as they are for a fixed-binarization set."""
@@ -511,10 +532,16 @@ def monitor_sets(dataset, config):
     return {"test": test, "train": train}
 
 
-def monitor_bounds(params, monitor, config, stage_index):
-    r"""``{"test_bound", "train_bound"}``: the mean :math:`\mathcal L_{monitor\_k}` on the monitor sets."""
+def monitor_bounds(params, monitor, config, when):
+    r"""``{"test_bound", "train_bound"}``: the mean :math:`\mathcal L_{monitor\_k}` on the monitor sets.
+
+    ``when`` is the stage index at a stage's end, ``("pass", n)`` after pass n within a stage: the noise
+    comes from a generator seeded by it, never from the training generator (so monitoring does not change
+    the training run).
+    """
     from .evaluation import iwae_log_likelihood
-    rng = np.random.default_rng((config.seed, 2, stage_index))  # not the training generator
+    key = (config.seed, 2, when) if isinstance(when, int) else (config.seed, 3, when[1])
+    rng = np.random.default_rng(key)
     return {f"{part}_bound": float(np.mean(iwae_log_likelihood(params, x, rng, k=config.monitor_k)))
             for part, x in monitor.items()}
 
