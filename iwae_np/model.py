@@ -24,13 +24,14 @@ from autograd.tracer import getval
 from .densities import bernoulli_log_likelihood, gaussian_log_density, standard_normal_log_density
 from .networks import dense, init_mlp, tanh_mlp
 from .special import sigmoid
-from .tree import flatten_tree, tree_dtype
+from .tree import flatten_tree, structure_key, tree_all_finite, tree_dtype
 
 __all__ = ["Architecture", "PRESETS", "get_architecture", "init_params", "architecture_of",
            "sample_eps", "gaussian_layer", "sample_posterior", "recognition_stats",
            "generative_log_density_terms", "recognition_log_density_terms", "generative_log_density",
            "recognition_log_density", "log_weight_terms", "log_importance_weights",
-           "sample_generative", "validate_params", "validate_x", "validate_eps", "network_names"]
+           "sample_generative", "validate_params", "validate_x", "validate_eps", "validate_inputs",
+           "checked_structure", "network_names"]
 
 
 @dataclass(frozen=True)
@@ -134,9 +135,61 @@ def init_params(arch, rng, dtype=np.float64, x_mean=None):
 
 
 def architecture_of(params):
-    """Read the Architecture back from a parameter tree's shapes."""
-    validate_params(params, check_values=False)
-    params = getval(params)
+    """Read the Architecture back from a parameter tree's shapes (its structure checked by :func:`validate_params`)."""
+    return checked_structure(params)[1]
+
+
+def _concrete(tree):
+    # the arrays behind a tree autograd is tracing, boxed as a whole, per layer or per array
+    tree = getval(tree)
+    if isinstance(tree, dict):
+        return {key: _concrete(value) for key, value in tree.items()}
+    return tree
+
+
+#: (names, shapes, dtypes) of a parameter tree -> (dtype, Architecture): the structure of a tree is
+#: checked once, not at every step. A cache of results only: a structure it has not seen is checked in full.
+_CHECKED_STRUCTURES = {}
+
+
+def checked_structure(params):
+    """``(dtype, Architecture)`` of a parameter tree: :func:`validate_params` without the values, once per structure.
+
+    Raises what :func:`validate_params` raises for a tree that is not a model's parameters.
+    """
+    return _checked_structure(_concrete(params))
+
+
+def _checked_structure(params):
+    try:
+        key = structure_key(params) if isinstance(params, dict) else None
+    except (TypeError, ValueError):
+        key = None
+    found = _CHECKED_STRUCTURES.get(key)
+    if found is None:
+        dtype = validate_params(params, check_values=False)
+        found = (dtype, _architecture_from_shapes(params))
+        if key is not None:
+            _CHECKED_STRUCTURES[key] = found
+    return found
+
+
+def validate_inputs(params, x, eps):
+    """:func:`validate_params`, :func:`validate_x` and :func:`validate_eps` for one computation; returns ``x`` as the parameters' dtype.
+
+    The structure of ``params`` is checked once per structure (:func:`checked_structure`); its values,
+    ``x`` and ``eps`` at every call (the finiteness of the parameters in one pass over their buffer).
+    """
+    params = _concrete(params)
+    dtype, arch = _checked_structure(params)
+    if not tree_all_finite(params):
+        validate_params(params)  # names the parameter
+    x = validate_x(x, arch.x_dim, dtype)
+    validate_eps(eps, arch.latent_dims, x.shape[0], dtype)
+    return x
+
+
+def _architecture_from_shapes(params):
     L = sum(1 for n in params if n.startswith("q_h"))
 
     def hidden(net):
@@ -218,9 +271,8 @@ def sample_eps(rng, params_or_arch, k, batch, dtype=None):
     if int(k) != k or k < 1:
         raise ValueError(f"the number of samples k must be an integer >= 1, got {k}")
     if isinstance(params_or_arch, dict):
-        arch = architecture_of(params_or_arch)
-        # architecture_of has checked that every array shares one dtype: read it off one array
-        dtype = dtype or np.result_type(getval(params_or_arch)["p_x"]["logits"]["W"])
+        params_dtype, arch = checked_structure(params_or_arch)
+        dtype = dtype or params_dtype
     else:
         arch = get_architecture(params_or_arch)
     dtype = np.dtype(dtype or np.float64)
@@ -292,10 +344,10 @@ def recognition_log_density_terms(h, q_stats):
 
 
 def _total(terms):
-    total = 0.0
-    for term in terms.values():
-        total = total + term
-    return total
+    first, *rest = terms.values()
+    for term in rest:
+        first = first + term
+    return first
 
 
 def generative_log_density(params, x, h):
@@ -333,10 +385,7 @@ def log_weight_terms(params, x, eps, log_q_params=None, validate=True):
     estimators (STL, DReG): the score term drops out, the path through every ``h`` stays.
     """
     if validate:
-        dtype = validate_params(params)
-        arch = architecture_of(params)
-        x = validate_x(x, arch.x_dim, dtype)
-        validate_eps(eps, arch.latent_dims, x.shape[0], dtype)
+        x = validate_inputs(params, x, eps)
     h, q_stats = sample_posterior(params, x, eps)  # the recognition networks run once, for sampling and log q
     if log_q_params is not None:
         q_stats = recognition_stats(log_q_params, x, h)

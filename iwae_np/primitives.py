@@ -25,10 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import autograd.builtins
 import numpy as np
-from autograd.extend import Box, defvjp_argnums, primitive
+from autograd.extend import Box, SparseObject, defvjp, defvjp_argnums, primitive, vspace
+
+from .buffers import empty
 
 __all__ = ["affine", "tanh_affine", "bernoulli_logit_log_likelihood", "diagonal_gaussian_log_density",
-           "layer_dict", "unbroadcast", "LOG_2PI"]
+           "layer_dict", "layer_view", "tree_views", "unbroadcast", "LOG_2PI"]
 
 #: :math:`\log 2\pi`, the constant of every Gaussian log density.
 LOG_2PI = math.log(2.0 * math.pi)
@@ -45,6 +47,56 @@ def layer_dict(layer):
     if not isinstance(layer, Box) and any(isinstance(v, Box) for v in layer.values()):
         return autograd.builtins.dict(layer)
     return layer
+
+
+@primitive
+def layer_view(flat, spec, grad_out=None):
+    """The arrays of one layer as named views into the flat parameter buffer: ``{key: flat[o:o+n].reshape(shape)}``.
+
+    ``spec`` is ``((key, offset, size, shape), ...)`` (a :class:`iwae_np.tree.FlatLayout`'s ``layers``).
+    One autograd node per layer: the layer dict reaches the primitives whole, and the gradient of
+    the flat buffer is assembled by adding each layer's gradient into its slice. ``grad_out``, if
+    given, is a zeroed buffer shaped like ``flat`` that receives the gradient (instead of a fresh one).
+    """
+    return {key: flat[o:o + n].reshape(shape) for key, o, n, shape in spec}
+
+
+# VJP: the view is a selection, so its transpose puts the layer's gradient back into the layer's
+# slice of a zero buffer: a SparseObject, which autograd applies to the gradient of flat being
+# accumulated (its own zeros the first time, then what the previous layer returned), so the whole
+# tree's gradient is one buffer filled in place, instead of a zero-filled copy of the tree per layer.
+# With grad_out, that buffer is grad_out (autograd's first zeros are left untouched).
+def _layer_view_vjp(ans, flat, spec, grad_out=None):
+    def vjp(g):
+        def add_into(buffer):
+            buffer = buffer if grad_out is None else grad_out
+            for key, o, n, _ in spec:
+                part = buffer[o:o + n]
+                part += np.ravel(g[key])
+            return buffer
+        return SparseObject(vspace(flat), add_into)
+    return vjp
+
+
+defvjp(layer_view, _layer_view_vjp)
+
+
+def tree_views(flat, layout, grad_out=None):
+    """The parameter tree as views into ``flat`` (traced or not), one :func:`layer_view` per innermost dict.
+
+    ``layout`` is the :class:`iwae_np.tree.FlatLayout` of the tree; its ``layers`` must not be None.
+    Differentiating a function of this tree with respect to ``flat`` gives the gradient of the whole
+    tree as one flat array in the layout's order (``grad_out``, if given: a zeroed buffer like ``flat``).
+    """
+    tree = {}
+    for path, spec in layout.layers:
+        if not path:  # the tree itself is one layer
+            return layer_view(flat, spec, grad_out)
+        node = tree
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = layer_view(flat, spec, grad_out)
+    return tree
 
 
 def unbroadcast(g, shape):
@@ -65,7 +117,8 @@ def _rows(a):
 
 def _affine_forward(layer, x):
     W, b = layer["W"], layer["b"]
-    y = _rows(x) @ W  # (rows, n_out)
+    rows = _rows(x)
+    y = np.matmul(rows, W, out=empty((rows.shape[0], np.shape(W)[1]), np.result_type(rows, W)))  # (rows, n_out)
     if y.dtype == np.result_type(y, b):
         y += b  # in place on our own temporary
     else:
@@ -107,11 +160,14 @@ def _affine_backward(argnums, G, layer, x):
     for argnum in argnums:
         if argnum == 0:
             grad = {key: np.zeros_like(v) for key, v in layer.items() if key not in ("W", "b")}  # unused keys: 0
-            grad["W"] = _rows(x).T @ G
+            rows = _rows(x)
+            grad["W"] = np.matmul(rows.T, G, out=empty(np.shape(layer["W"]), np.result_type(rows, G)))
             grad["b"] = unbroadcast(np.sum(G, axis=0), np.shape(layer["b"]))
             grads.append(grad)
         else:
-            grads.append((G @ layer["W"].T).reshape(np.shape(x)))
+            W = layer["W"]
+            grads.append(np.matmul(G, W.T, out=empty((G.shape[0], np.shape(W)[0]), np.result_type(G, W)))
+                         .reshape(np.shape(x)))
     return grads
 
 
@@ -134,7 +190,7 @@ def _tanh_affine_vjp(argnums, ans, args, kwargs):
     layer, x = args
 
     def vjp(g):
-        G = np.multiply(ans, ans)
+        G = np.multiply(ans, ans, out=empty(np.shape(ans), np.result_type(ans)))
         np.subtract(1, G, out=G)  # 1 - y^2
         G *= g
         return _affine_backward(argnums, _rows(G), layer, x)
@@ -163,33 +219,57 @@ BLOCK_ELEMENTS = 1 << 16
 #: its loops); smaller ones are not worth the hand-off.
 PARALLEL_MIN_ELEMENTS = 1 << 18
 
-_pool = []  # a lazily started helper thread; it holds no data between calls
+_helper = None  # (pid, a ThreadPoolExecutor with one thread): started on first use, one per process
 
 
-def _blocked(fn, shape, dtype):
+def _helper_thread():
+    """The executor of this process's helper thread, started on first use.
+
+    Keyed by the process id: a child forked after the helper has run inherits the executor object
+    but not its thread (fork copies only the calling thread), so work submitted to it would wait
+    forever. The child starts its own helper instead.
+    """
+    global _helper
+    pid = os.getpid()
+    if _helper is None or _helper[0] != pid:
+        _helper = (pid, ThreadPoolExecutor(1, thread_name_prefix="iwae_np-elementwise"))
+    return _helper[1]
+
+
+def _usable_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _blocked(fn, shape, dtype, scratch=2):
     """Call ``fn(index, scratch)`` over blocks of axis 0 of ``shape``, on up to two threads.
 
-    ``index`` is a slice of axis 0; ``scratch`` is a pair of reusable arrays of the block's
-    shape (a thread's own). Blocks take as many rows of axis 0 as fit ``BLOCK_ELEMENTS`` (at least one).
-    Every block is computed the same way whatever the split, so the results do not depend on it.
+    ``index`` is a slice of axis 0; ``scratch`` is a tuple of ``scratch`` reusable arrays of the
+    block's shape (a thread's own). Blocks take as many rows of axis 0 as fit ``BLOCK_ELEMENTS``
+    (at least one). Arrays of at least ``PARALLEL_MIN_ELEMENTS`` elements are split in two halves,
+    the second on the helper thread (numpy releases the GIL in its loops) when the process may use
+    two CPUs. Every block is computed the same way whatever the split, so the results do not depend on it.
     """
-    n0, inner = shape[0], int(np.prod(shape[1:]))
+    n0, inner = shape[0], math.prod(shape[1:])
     rows = max(1, BLOCK_ELEMENTS // max(inner, 1))
+    n_scratch = scratch
 
     def run(lo, hi):
         m = min(rows, hi - lo)
-        scratch = tuple(np.empty((m,) + tuple(shape[1:]), dtype) for _ in range(2))
+        arrays = tuple(empty((m,) + tuple(shape[1:]), dtype) for _ in range(n_scratch))
         for i in range(lo, hi, rows):
             j = min(i + rows, hi)
-            fn(slice(i, j), tuple(a[:j - i] for a in scratch))
+            fn(slice(i, j), tuple(a[:j - i] for a in arrays))
 
-    if n0 * inner >= PARALLEL_MIN_ELEMENTS and n0 >= 2 and (os.cpu_count() or 1) >= 2:
-        if not _pool:
-            _pool.append(ThreadPoolExecutor(1, thread_name_prefix="iwae_np-elementwise"))
+    if n0 * inner >= PARALLEL_MIN_ELEMENTS and n0 >= 2 and _usable_cpus() >= 2:
         half = n0 // 2
-        other = _pool[0].submit(run, half, n0)
-        run(0, half)
-        other.result()
+        other = _helper_thread().submit(run, half, n0)
+        try:
+            run(0, half)
+        finally:
+            other.result()  # never return while the helper still writes
     else:
         run(0, n0)
 
@@ -249,7 +329,7 @@ def _bernoulli_vjp(argnums, ans, args, kwargs):
                 shape = np.shape(logits)
                 x_, l_, g_ = (x, logits, g) if len(shape) >= 2 else (np.reshape(x, (1, -1)),
                                                                     np.reshape(logits, (1, -1)), np.reshape(g, (1, 1)))
-                G = np.empty(np.shape(l_), np.result_type(x, logits))
+                G = empty(np.shape(l_), np.result_type(x, logits))
 
                 def block(i, scratch):
                     ls = _part(l_, i, l_.ndim)
