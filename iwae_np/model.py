@@ -17,12 +17,12 @@ layer; latents ``h[l] (k, batch, d_{l+1})``; log weights ``(k, batch)``.
 """
 from dataclasses import dataclass
 
-import autograd.numpy as anp
 import numpy as np
 from autograd.tracer import getval
 
 from .densities import bernoulli_log_likelihood, gaussian_log_density, standard_normal_log_density
 from .networks import dense, init_mlp, tanh_mlp
+from .primitives import reparameterize
 from .special import sigmoid
 from .tree import flatten_tree, structure_key, tree_all_finite, tree_dtype
 
@@ -309,7 +309,7 @@ def sample_posterior(params, x, eps):
     h, q_stats, below = [], [], x
     for l in range(1, L + 1):
         mu, log_sigma = gaussian_layer(params[f"q_h{l}"], below)  # (batch, d) for l = 1, else (k, batch, d)
-        below = mu + anp.exp(log_sigma) * eps[l - 1]  # (k, batch, d_l)
+        below = reparameterize(mu, log_sigma, eps[l - 1])  # mu + sigma * eps, (k, batch, d_l)
         h.append(below)
         q_stats.append((mu, log_sigma))
     return h, q_stats
