@@ -14,6 +14,7 @@ reference count says so), so reusing one cannot be observed by any caller. Array
 :data:`CACHE_BYTES` (idle arrays are dropped, least recently made first, to make room). A forked
 child starts with an empty cache. :func:`clear` drops every idle array.
 """
+import math
 import os
 import sys
 import threading
@@ -105,8 +106,10 @@ def new_buffer(size, dtype, zero=False):
 
 def empty(shape, dtype):
     """``np.empty(shape, dtype)``, from the cache when it is large: a C-contiguous view of a cached buffer."""
-    shape = tuple(int(n) for n in shape)
-    return new_buffer(int(np.prod(shape, dtype=np.int64)), dtype).reshape(shape)
+    size = math.prod(shape)
+    if size * np.dtype(dtype).itemsize < MIN_BYTES:
+        return np.empty(shape, dtype)
+    return new_buffer(size, dtype).reshape(shape)
 
 
 def clear():

@@ -24,7 +24,7 @@ from .densities import bernoulli_log_likelihood, gaussian_log_density, standard_
 from .networks import dense, init_mlp, tanh_mlp
 from .primitives import reparameterize
 from .special import sigmoid
-from .tree import flatten_tree, structure_key, tree_all_finite, tree_dtype
+from .tree import all_finite, flatten_tree, tree_dtype
 
 __all__ = ["Architecture", "PRESETS", "get_architecture", "init_params", "architecture_of",
            "sample_eps", "gaussian_layer", "sample_posterior", "recognition_stats",
@@ -147,6 +147,18 @@ def _concrete(tree):
     return tree
 
 
+def _named_arrays(tree, prefix="", out=None):
+    # [(name, array)] of a parameter tree, unboxed, in one walk (no checks: validate_params does those)
+    out = [] if out is None else out
+    for key, value in getval(tree).items():
+        value = getval(value)
+        if isinstance(value, dict):
+            _named_arrays(value, f"{prefix}{key}/", out)
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
 #: (names, shapes, dtypes) of a parameter tree -> (dtype, Architecture): the structure of a tree is
 #: checked once, not at every step. A cache of results only: a structure it has not seen is checked in full.
 _CHECKED_STRUCTURES = {}
@@ -157,21 +169,28 @@ def checked_structure(params):
 
     Raises what :func:`validate_params` raises for a tree that is not a model's parameters.
     """
-    return _checked_structure(_concrete(params))
+    return _checked_structure(params)[:2]
 
 
 def _checked_structure(params):
-    try:
-        key = structure_key(params) if isinstance(params, dict) else None
-    except (TypeError, ValueError):
-        key = None
-    found = _CHECKED_STRUCTURES.get(key)
+    # (dtype, arch, arrays): the structure checked once per structure key, the arrays for value checks
+    named = None
+    if isinstance(getval(params), dict):
+        try:
+            named = _named_arrays(params)
+            key = (tuple(n for n, _ in named), tuple(np.shape(v) for _, v in named),
+                   tuple(np.result_type(v) for _, v in named))
+        except (TypeError, ValueError, AttributeError):
+            named = None
+    found = _CHECKED_STRUCTURES.get(key) if named is not None else None
     if found is None:
-        dtype = validate_params(params, check_values=False)
-        found = (dtype, _architecture_from_shapes(params))
-        if key is not None:
+        concrete = _concrete(params)
+        dtype = validate_params(concrete, check_values=False)
+        found = (dtype, _architecture_from_shapes(concrete))
+        if named is not None:
             _CHECKED_STRUCTURES[key] = found
-    return found
+        named = _named_arrays(concrete)
+    return found[0], found[1], [v for _, v in named]
 
 
 def validate_inputs(params, x, eps):
@@ -180,10 +199,9 @@ def validate_inputs(params, x, eps):
     The structure of ``params`` is checked once per structure (:func:`checked_structure`); its values,
     ``x`` and ``eps`` at every call (the finiteness of the parameters in one pass over their buffer).
     """
-    params = _concrete(params)
-    dtype, arch = _checked_structure(params)
-    if not tree_all_finite(params):
-        validate_params(params)  # names the parameter
+    dtype, arch, arrays = _checked_structure(params)
+    if not all_finite(arrays):
+        validate_params(_concrete(params))  # names the parameter
     x = validate_x(x, arch.x_dim, dtype)
     validate_eps(eps, arch.latent_dims, x.shape[0], dtype)
     return x

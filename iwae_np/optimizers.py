@@ -15,7 +15,8 @@ import math
 import numpy as np
 
 from .buffers import new_buffer
-from .tree import check_same_structure, flatten_tree, pack_tree, tree_all_finite, tree_map
+from . import primitives
+from .tree import all_finite, check_same_structure, flatten_tree, pack_tree, tree_map
 
 __all__ = ["adam_init", "adam_update", "PAPER_ADAM", "NonFiniteGradientError"]
 
@@ -42,23 +43,33 @@ def _adam_arrays(p, g, m, v, lr_t, eps_t, b1, b2, maximize, new=np.empty_like):
     r"""One Adam step on arrays of one shape: returns fresh ``(p, m, v)``, made by ``new(like)``; the inputs are not modified.
 
     ``maximize`` takes the step on :math:`-g`: the same numbers bit for bit, with the sign folded in
-    (``(1 - b1) (-g) = -((1 - b1) g)`` and ``(-g)^2 = g^2`` exactly).
+    (``(1 - b1) (-g) = -((1 - b1) g)`` and ``(-g)^2 = g^2`` exactly). Large arrays are updated in
+    two halves at once (:func:`iwae_np.primitives.in_two_halves`); every element goes through the
+    same operations whatever the split.
     """
-    m_new = np.multiply(m, b1, out=new(m))
-    g1 = np.multiply(g, 1 - b1, out=new(g))
-    if maximize:
-        m_new -= g1                               # m <- beta1 m + (1 - beta1) g, with g = -grads
-    else:
-        m_new += g1                               # m <- beta1 m + (1 - beta1) g
-    g2 = np.multiply(g, g, out=g1)
-    g2 *= 1 - b2
-    v_new = np.multiply(v, b2, out=new(v))
-    v_new += g2                                   # v <- beta2 v + (1 - beta2) g^2
-    step = np.sqrt(v_new, out=g2)
-    step += eps_t
-    np.divide(m_new, step, out=step)
-    step *= lr_t
-    return np.subtract(p, step, out=step), m_new, v_new   # theta <- theta - alpha m_hat / (sqrt(v_hat) + eps)
+    p_new, m_new, v_new = new(p), new(m), new(v)
+    arrays = [np.reshape(a, -1) for a in (p, g, m, v, p_new, m_new, v_new)]
+
+    def run(lo, hi):
+        p, g, m, v, p_new, m_new, v_new = (a[lo:hi] for a in arrays)
+        np.multiply(m, b1, out=m_new)
+        g1 = np.multiply(g, 1 - b1, out=p_new)        # p_new as scratch until the last line
+        if maximize:
+            m_new -= g1                               # m <- beta1 m + (1 - beta1) g, with g = -grads
+        else:
+            m_new += g1                               # m <- beta1 m + (1 - beta1) g
+        g2 = np.multiply(g, g, out=g1)
+        g2 *= 1 - b2
+        np.multiply(v, b2, out=v_new)
+        v_new += g2                                   # v <- beta2 v + (1 - beta2) g^2
+        step = np.sqrt(v_new, out=g2)
+        step += eps_t
+        np.divide(m_new, step, out=step)
+        step *= lr_t
+        np.subtract(p, step, out=p_new)               # theta <- theta - alpha m_hat / (sqrt(v_hat) + eps)
+
+    primitives.in_two_halves(run, arrays[0].size, parallel=arrays[0].size >= primitives.PARALLEL_MIN_ELEMENTS)
+    return p_new, m_new, v_new
 
 
 def _check_finite(grads):
@@ -104,7 +115,7 @@ def adam_update(params, grads, state, lr, b1=0.9, b2=0.999, eps=1e-4, maximize=F
         pick = lambda i: _pick(new, i)
         return pick(0), {"m": pick(1), "v": pick(2), "t": t}
     (p, layout, _), (g, _, _), (m, _, _), (v, _, _) = packed
-    if not tree_all_finite(g):
+    if not all_finite([g]):
         _check_finite(grads)
     p, m, v = _adam_arrays(p, g, m, v, lr_t, eps_t, b1, b2, maximize,
                            new=lambda like: new_buffer(like.size, like.dtype))

@@ -34,7 +34,7 @@ from .buffers import empty
 
 __all__ = ["affine", "tanh_affine", "bernoulli_logit_log_likelihood", "diagonal_gaussian_log_density",
            "reparameterize", "standard_normal_log_density", "layer_dict", "layer_view", "tree_views", "unbroadcast",
-           "LOG_2PI"]
+           "in_two_halves", "LOG_2PI"]
 
 #: :math:`\log 2\pi`, the constant of every Gaussian log density.
 LOG_2PI = math.log(2.0 * math.pi)
@@ -116,18 +116,19 @@ def unbroadcast(g, shape):
 def _rows(a):
     # (..., n) -> (rows, n): a view when a is contiguous, so the samples k and examples batch go
     # through one matrix product
-    return np.reshape(a, (-1, np.shape(a)[-1]))
+    a = np.asarray(a)
+    return a.reshape(-1, a.shape[-1])
 
 
 def _affine_forward(layer, x):
     W, b = layer["W"], layer["b"]
     rows = _rows(x)
-    y = np.matmul(rows, W, out=empty((rows.shape[0], np.shape(W)[1]), np.result_type(rows, W)))  # (rows, n_out)
+    y = np.matmul(rows, W, out=empty((rows.shape[0], W.shape[1]), np.result_type(rows, W)))  # (rows, n_out)
     if y.dtype == np.result_type(y, b):
         y += b  # in place on our own temporary
     else:
         y = y + b
-    return y.reshape(np.shape(x)[:-1] + (np.shape(W)[1],))
+    return y.reshape(np.shape(x)[:-1] + (W.shape[1],))
 
 
 def affine(layer, x):
@@ -163,14 +164,14 @@ def _affine_backward(argnums, G, layer, x):
     grads = []
     for argnum in argnums:
         if argnum == 0:
-            grad = {key: np.zeros_like(v) for key, v in layer.items() if key not in ("W", "b")}  # unused keys: 0
+            grad = {} if len(layer) == 2 else {key: np.zeros_like(v) for key, v in layer.items()}  # unused keys: 0
             rows = _rows(x)
-            grad["W"] = np.matmul(rows.T, G, out=empty(np.shape(layer["W"]), np.result_type(rows, G)))
-            grad["b"] = unbroadcast(np.sum(G, axis=0), np.shape(layer["b"]))
+            grad["W"] = np.matmul(rows.T, G, out=empty(layer["W"].shape, np.result_type(rows, G)))
+            grad["b"] = unbroadcast(G.sum(axis=0), np.shape(layer["b"]))
             grads.append(grad)
         else:
             W = layer["W"]
-            grads.append(np.matmul(G, W.T, out=empty((G.shape[0], np.shape(W)[0]), np.result_type(G, W)))
+            grads.append(np.matmul(G, W.T, out=empty((G.shape[0], W.shape[0]), np.result_type(G, W)))
                          .reshape(np.shape(x)))
     return grads
 
@@ -194,7 +195,7 @@ def _tanh_affine_vjp(argnums, ans, args, kwargs):
     layer, x = args
 
     def vjp(g):
-        G = np.multiply(ans, ans, out=empty(np.shape(ans), np.result_type(ans)))
+        G = np.multiply(ans, ans, out=empty(ans.shape, ans.dtype))
         np.subtract(1, G, out=G)  # 1 - y^2
         G *= g
         return _affine_backward(argnums, _rows(G), layer, x)
@@ -267,15 +268,25 @@ def _blocked(fn, shape, dtype, scratch=2):
             j = min(i + rows, hi)
             fn(slice(i, j), tuple(a[:j - i] for a in arrays))
 
-    if n0 * inner >= PARALLEL_MIN_ELEMENTS and n0 >= 2 and _usable_cpus() >= 2:
-        half = n0 // 2
-        other = _helper_thread().submit(run, half, n0)
+    in_two_halves(run, n0, parallel=n0 * inner >= PARALLEL_MIN_ELEMENTS)
+
+
+def in_two_halves(run, n, parallel=True):
+    """``run(0, n)``, or ``run(0, n // 2)`` here and ``run(n // 2, n)`` on the helper thread at the same time.
+
+    In two halves when ``parallel``, ``n >= 2`` and the process may use two CPUs (numpy releases the
+    GIL in its loops, so the halves run at once). ``run`` must compute each index the same way
+    whatever the range, so the results do not depend on the split.
+    """
+    if parallel and n >= 2 and _usable_cpus() >= 2:
+        half = n // 2
+        other = _helper_thread().submit(run, half, n)
         try:
             run(0, half)
         finally:
             other.result()  # never return while the helper still writes
     else:
-        run(0, n0)
+        run(0, n)
 
 
 def _part(a, index, ndim):

@@ -10,7 +10,7 @@ import numpy as np
 from .buffers import new_buffer
 
 __all__ = ["tree_map", "tree_leaves", "flatten_tree", "unflatten_tree", "check_same_structure",
-           "tree_dtype", "structure_key", "tree_all_finite", "FlatLayout", "flat_layout", "flat_buffer", "pack_tree"]
+           "tree_dtype", "all_finite", "FlatLayout", "flat_layout", "flat_buffer", "pack_tree"]
 
 
 def tree_map(fn, tree, *rest):
@@ -103,6 +103,7 @@ class FlatLayout:
         for name, offset, size, shape in zip(self.names, self.offsets, self.sizes, self.shapes):
             *path, key = name.split("/")
             groups.setdefault(tuple(path), []).append((key, offset, size, shape))
+        self._paths = tuple(tuple(name.split("/")) for name in self.names)
         paths = set(groups)
         mixed = any(path[:i] in paths for path in paths for i in range(len(path)))
         self.layers = None if mixed else tuple((path, tuple(spec)) for path, spec in groups.items())
@@ -111,7 +112,16 @@ class FlatLayout:
         """The tree of named views into the 1-D array ``flat`` (recorded, so :func:`flat_buffer` finds ``flat`` again)."""
         leaves = [flat[o:o + n].reshape(s) for o, n, s in zip(self.offsets, self.sizes, self.shapes)]
         _remember(flat, self, leaves)
-        return unflatten_tree(dict(zip(self.names, leaves)))
+        tree = {}
+        for (*path, key), leaf in zip(self._paths, leaves):
+            node = tree
+            for part in path:
+                child = node.get(part)
+                if child is None:
+                    child = node[part] = {}
+                node = child
+            node[key] = leaf
+        return tree
 
     def flatten(self, tree):
         """A fresh flat buffer holding the leaves of ``tree`` (same names and shapes) in order, in this layout's dtype."""
@@ -192,22 +202,15 @@ def pack_tree(tree):
     return flat, layout, layout.views(flat)
 
 
-def structure_key(tree):
-    """``(names, shapes, dtypes)`` of a tree's leaves: what a check of the tree's structure depends on."""
-    named = _named_leaves(tree)
-    return (tuple(n for n, _ in named), tuple(np.shape(v) for _, v in named),
-            tuple(np.result_type(v) for _, v in named))
-
-
 def _finite(a):
     return bool(np.isfinite(a).all())
 
 
-def tree_all_finite(tree):
-    """Whether every entry of every leaf is finite; one pass over the flat buffer when the leaves share one."""
-    leaves = [np.asarray(leaf) for leaf in tree_leaves(tree)] if isinstance(tree, dict) else [np.asarray(tree)]
-    base = leaves[0].base if leaves else None
-    if (base is not None and all(leaf.base is base for leaf in leaves)
-            and base.size == sum(leaf.size for leaf in leaves) and base.ndim == 1):
-        return _finite(base)  # the leaves are views into base and cover all of it
-    return all(_finite(leaf) for leaf in leaves)
+def all_finite(arrays):
+    """Whether every entry of every array of the list is finite; one pass over the flat buffer when they are its views."""
+    arrays = [np.asarray(a) for a in arrays]
+    base = arrays[0].base if arrays else None
+    if (base is not None and base.ndim == 1 and all(a.base is base for a in arrays)
+            and base.size == sum(a.size for a in arrays)):
+        return _finite(base)  # the arrays are views into base and cover all of it
+    return all(_finite(a) for a in arrays)
