@@ -66,12 +66,15 @@ def table_cells(objectives=("vae", "iwae"), ks=(1, 5, 50), layers=(1, 2), share_
     return sorted(cells, key=lambda c: -(c["k"] + 4) * c["layers"])
 
 
-def run_cell(cell, base, out_dir, eval_opts, progress=False, log=print):
+def run_cell(cell, base, out_dir, eval_opts, progress=False, log=print, map_fn=None, checkpoint_every=300.0,
+             callback=None):
     """Train (or resume) and evaluate one cell; skip it when its evaluation is already on disk.
 
     ``base``: keyword arguments of :class:`TrainConfig` shared by every cell (architecture is
     chosen by the cell's layer count unless ``base["architectures"]`` maps it). Returns the
-    evaluation dict, or ``{"status": "interrupted", ...}``.
+    evaluation dict, or ``{"status": "interrupted", ...}``. ``map_fn`` computes the batches of the
+    evaluation elsewhere (:func:`~iwae_np.experiments.evaluation.iwae_log_likelihood`);
+    ``checkpoint_every`` and ``callback(info)`` (after every step) go to :func:`train`.
     """
     run_dir = Path(out_dir) / cell["name"]
     eval_path = run_dir / EVALUATION_NAME
@@ -90,6 +93,8 @@ def run_cell(cell, base, out_dir, eval_opts, progress=False, log=print):
     log(f"[{cell['name']}] {'resuming' if resume else 'training'}: {config.total_passes} passes")
 
     def stage_log(info):
+        if callback is not None:
+            callback(info)
         record = info["stage_record"]
         if record is not None:
             bounds = (f"test L_{record['monitor_k']} {record['test_bound']:.2f}, train {record['train_bound']:.2f}"
@@ -98,7 +103,8 @@ def run_cell(cell, base, out_dir, eval_opts, progress=False, log=print):
                 f"{time.monotonic() - t0:.0f} s): {bounds}")
 
     try:
-        out = train(dataset, config, run_dir, resume=resume, progress=progress, callback=stage_log)
+        out = train(dataset, config, run_dir, resume=resume, progress=progress, callback=stage_log,
+                    checkpoint_every=checkpoint_every)
     except NonFiniteLossError as err:  # one diverged cell does not stop the others
         log(f"[{cell['name']}] failed: {err}")
         return {"status": "failed", "name": cell["name"], "error": str(err)}
@@ -106,7 +112,7 @@ def run_cell(cell, base, out_dir, eval_opts, progress=False, log=print):
         log(f"[{cell['name']}] interrupted; its checkpoint is saved")
         return {"status": "interrupted", "name": cell["name"]}
     log(f"[{cell['name']}] trained in {time.monotonic() - t0:.0f} s; evaluating L_{eval_opts['k']}")
-    result = evaluate_run(run_dir, dataset, progress=progress, **eval_opts)
+    result = evaluate_run(run_dir, dataset, progress=progress, map_fn=map_fn, **eval_opts)
     result["cell"] = cell["name"]
     write_json(eval_path, result)
     log(f"[{cell['name']}] test NLL {result['test_nll']:.2f}, active units {result['active_units']}")
@@ -127,10 +133,17 @@ def _worker(payload):
             return {"status": "interrupted", "name": cell["name"]}
 
 
-def run_table(cells, base, out_dir, eval_opts, jobs=None, progress=True, log=print):
-    """Run every cell (in ``jobs`` parallel processes, BLAS at one thread each) and return their results."""
+def run_table(cells, base, out_dir, eval_opts, jobs=None, progress=True, log=print, scheduler=None):
+    """Run every cell (in ``jobs`` parallel processes, BLAS at one thread each) and return their results.
+
+    ``scheduler``: the address of a Dask scheduler (or a ``distributed.Client``): each cell runs as a
+    task on its cluster instead (:func:`iwae_np.experiments.cluster.run_table_on_cluster`).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if scheduler is not None:
+        from .cluster import run_table_on_cluster
+        return run_table_on_cluster(cells, base, out_dir, eval_opts, scheduler, log=log)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(cells)))
     if jobs == 1:
         results = []
