@@ -40,10 +40,10 @@ def _train_setup(arch, batch, k, dtype, seed):
     return _train_state[key]
 
 
-def train(arch, batch, k, dtype, seconds=0.5, min_steps=3, seed=0):
+def train(arch, batch, k, dtype, seconds=0.5, min_steps=3, seed=0, clock="wall"):
     """Per-step times of :func:`iwae_np.train_step` at one configuration."""
     step = _train_setup(arch, batch, k, dtype, seed)
-    return {"times": time_calls(step, seconds, min_steps)}
+    return {"times": time_calls(step, seconds, min_steps, clock=clock)}
 
 
 def evaluate(arch, dtype, k, n_images, batch, chunk, seed=0):

@@ -151,7 +151,7 @@ def time_configuration(cfg, numpy_worker, torch_worker, variants, args):
     times = {"numpy": []}
     times.update({v: [] for v in variants})
     for r in range(args.repeats):
-        jobs = [("numpy", lambda: numpy_worker("train", seconds=args.seconds, **cfg))]
+        jobs = [("numpy", lambda: numpy_worker("train", seconds=args.seconds, clock=args.clock, **cfg))]
         if torch_worker is not None:
             jobs.append(("torch", None))
         for name, call in (jobs if r % 2 == 0 else jobs[::-1]):
@@ -160,7 +160,8 @@ def time_configuration(cfg, numpy_worker, torch_worker, variants, args):
                 times["numpy"].append(median_time(call()))
             else:
                 for v in variants:
-                    times[v].append(median_time(torch_worker("train", seconds=args.seconds, variant=v, **cfg)))
+                    times[v].append(median_time(torch_worker("train", seconds=args.seconds, variant=v,
+                                                             clock=args.clock, **cfg)))
     return times
 
 
@@ -237,7 +238,7 @@ def run(args):
                             for r in range(args.repeats):
                                 settle(args.settle)
                                 t.append(median_time(compile_worker("train", seconds=args.seconds, compile=True,
-                                                                    **cfg)))
+                                                                    clock=args.clock, **cfg)))
                             compile_rows.append({**cfg, "variant": compiled, "build": build, "times": t,
                                                  "ratio": float(np.median(row["times"]["numpy"]) / np.median(t))})
                             log(f"torch.compile {arch} k {k} {dtype}: {fmt_ms(np.median(t))} ms "
@@ -331,7 +332,9 @@ def render(args, started, finished, versions, check_lines, peak, variants, train
            + (f" ({v_t.get('torch_threads')} threads; fused Adam: {'yes' if v_t.get('fused_adam') else 'no'}); "
               f"torch.compile builds with {compiler_version()}" if v_t else ""),
            f"- worker environment: {' '.join(args.env) if args.env else 'as inherited (no allocator or thread settings)'}"
-           + (f"; {args.threads} BLAS / OpenMP thread(s) per worker" if args.threads else ""),
+           + (f"; {args.threads} BLAS / OpenMP thread(s) per worker" if args.threads else "")
+           + ("; training steps timed by **CPU time** of the worker process (`--clock cpu`), not wall time"
+              if args.clock == "cpu" else ""),
            f"- repeats: {args.repeats} interleaved ({args.eval_repeats} for evaluation), {args.seconds} s of steps "
            "per implementation per repeat; times are medians over repeats of per-repeat medians; a ratio is the "
            "median over repeats of numpy's time over the fastest torch variant's time in the same repeat, its "
@@ -484,6 +487,9 @@ def parse(argv):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=0.4, help="seconds of steps per implementation per repeat")
     p.add_argument("--settle", type=float, default=0.2, help="pause before each worker's timing, seconds")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="time training steps by the wall clock (default) or by the CPU time of the worker process, "
+                        "which other jobs disturb far less (use with --threads 1 on a busy machine)")
     p.add_argument("--archs", nargs="+", default=["one-layer", "two-layer"])
     p.add_argument("--batch", type=int, default=20)
     p.add_argument("--ks", type=int, nargs="+", default=[1, 5, 50])

@@ -205,10 +205,10 @@ def variants(compile=False):
 COMPILED = "softplus/separate/nested/" + ("fused" if fused_adam_available() else "foreach")
 
 
-def train(arch, batch, k, dtype, seconds=0.5, min_steps=3, seed=0, variant=None, compile=False):
+def train(arch, batch, k, dtype, seconds=0.5, min_steps=3, seed=0, variant=None, compile=False, clock="wall"):
     """Per-step times of sample + forward + backward + Adam at one configuration, one variant."""
     step = _train_setup(arch, batch, k, dtype, seed, variant or COMPILED, compile)
-    return {"times": time_calls(step, seconds, min_steps)}
+    return {"times": time_calls(step, seconds, min_steps, clock=clock)}
 
 
 def setup(arch, batch, k, dtype, seed=0, variant=None, compile=False):

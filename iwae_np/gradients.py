@@ -27,7 +27,7 @@ __all__ = ["vae_gradient", "iwae_gradient", "vae_value_and_gradient", "iwae_valu
 def _flat(params):
     """``(flat, layout)`` of a parameter tree that can be differentiated through one buffer, else None."""
     packed = pack_tree(params)
-    if packed is None or packed[1].layers is None:
+    if packed is None or packed[1].units is None:
         return None
     return packed[0], packed[1]
 

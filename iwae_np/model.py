@@ -22,7 +22,7 @@ from autograd.tracer import getval
 
 from .densities import bernoulli_log_likelihood, gaussian_log_density, standard_normal_log_density
 from .networks import dense, init_mlp, tanh_mlp
-from .primitives import reparameterize
+from .primitives import mlp, reparameterize
 from .special import sigmoid
 from .tree import all_finite, flatten_tree, tree_dtype
 
@@ -308,8 +308,7 @@ def gaussian_layer(net, a):
 
     The same function for every Gaussian of the paper: ``q(h_1|x)``, ``q(h_{l+1}|h_l)`` and ``p(h_l|h_{l+1})``.
     """
-    top = tanh_mlp(net, a)
-    return dense(net["mu"], top), dense(net["log_sigma"], top)
+    return mlp(net, a, ("mu", "log_sigma"))  # one autograd node: tanh_mlp, then dense per head
 
 
 def sample_posterior(params, x, eps):
@@ -345,8 +344,8 @@ def recognition_stats(params, x, h):
 def generative_log_density_terms(params, x, h):
     r"""The terms of :math:`\log p_\theta(x, h)`: ``{"log_p_x_given_h1", "log_p_h{l}_given_h{l+1}", "log_p_h{L}"}``, each ``(k, batch)``."""
     L = len(h)
-    terms = {"log_p_x_given_h1": bernoulli_log_likelihood(x, dense(params["p_x"]["logits"],
-                                                                   tanh_mlp(params["p_x"], h[0])))}
+    (logits,) = mlp(params["p_x"], h[0], ("logits",))  # dense(logits layer, tanh_mlp(p_x, h_1))
+    terms = {"log_p_x_given_h1": bernoulli_log_likelihood(x, logits)}
     for l in range(1, L):
         mu, log_sigma = gaussian_layer(params[f"p_h{l}"], h[l])
         terms[f"log_p_h{l}_given_h{l + 1}"] = gaussian_log_density(h[l - 1], mu, log_sigma)

@@ -13,7 +13,8 @@ float32), and are checked against central differences in ``tests/test_primitives
 - :func:`diagonal_gaussian_log_density`: :math:`-\frac12 \sum_j [\log 2\pi + 2 s_j + ((h_j - \mu_j) e^{-s_j})^2]`
 - :func:`standard_normal_log_density`: :math:`-\frac12 \sum_j [\log 2\pi + h_j^2]`
 - :func:`reparameterize`: :math:`h = \mu + e^{s} \odot \epsilon`
-- :func:`layer_view`, :func:`tree_views`: the parameter tree as views into one flat buffer
+- :func:`mlp`: a tanh MLP with its linear heads, one node per network
+- :func:`subtree_view`, :func:`tree_views`: the parameter tree as views into one flat buffer
 
 The public functions of :mod:`iwae_np.networks` and :mod:`iwae_np.densities` call these.
 Inside a primitive, arrays are plain numpy arrays, so the forward and the VJP may reuse their own
@@ -33,7 +34,7 @@ from autograd.extend import Box, SparseObject, defvjp, defvjp_argnums, primitive
 from .buffers import empty
 
 __all__ = ["affine", "tanh_affine", "bernoulli_logit_log_likelihood", "diagonal_gaussian_log_density",
-           "reparameterize", "standard_normal_log_density", "layer_dict", "layer_view", "tree_views", "unbroadcast",
+           "reparameterize", "standard_normal_log_density", "layer_dict", "subtree_view", "tree_views", "mlp", "unbroadcast",
            "in_two_halves", "LOG_2PI"]
 
 #: :math:`\log 2\pi`, the constant of every Gaussian log density.
@@ -41,65 +42,81 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 
 def layer_dict(layer):
-    """``layer`` as one differentiable value: a dict whose arrays are traced separately becomes a traced dict.
+    """``layer`` (a dict, or a dict of dicts) as one differentiable value: traced arrays inside become one traced dict.
 
-    The primitives take the layer dict whole (one node, one gradient dict) rather than indexing it
-    under autograd (a node per key and a zero-filled copy of the dict per index). A plain dict that
-    holds traced arrays (``{"W": W, "b": b}`` built inside a differentiated function) is packed with
-    ``autograd.builtins.dict`` so the primitive sees it.
+    The primitives take a layer dict (or a network's dict of layers) whole (one node, one gradient
+    dict) rather than indexing it under autograd (a node per key and a zero-filled copy of the dict per
+    index). A plain dict that holds traced values (``{"W": W, "b": b}`` built inside a differentiated
+    function) is packed with ``autograd.builtins.dict``, level by level, so the primitive sees it.
     """
-    if not isinstance(layer, Box) and any(isinstance(v, Box) for v in layer.values()):
-        return autograd.builtins.dict(layer)
+    if isinstance(layer, Box) or not isinstance(layer, dict):
+        return layer
+    packed = {key: layer_dict(value) for key, value in layer.items()}
+    if any(isinstance(value, Box) for value in packed.values()):
+        return autograd.builtins.dict(packed)
     return layer
 
 
-@primitive
-def layer_view(flat, spec, grad_out=None):
-    """The arrays of one layer as named views into the flat parameter buffer: ``{key: flat[o:o+n].reshape(shape)}``.
+def _get(tree, path):
+    for key in path:
+        tree = tree[key]
+    return tree
 
-    ``spec`` is ``((key, offset, size, shape), ...)`` (a :class:`iwae_np.tree.FlatLayout`'s ``layers``).
-    One autograd node per layer: the layer dict reaches the primitives whole, and the gradient of
-    the flat buffer is assembled by adding each layer's gradient into its slice. ``grad_out``, if
+
+@primitive
+def subtree_view(flat, spec, grad_out=None):
+    """A sub-tree of the parameters (a network, or a layer) as named views into the flat parameter buffer.
+
+    ``spec`` is ``((path, offset, size, shape), ...)`` (a :class:`iwae_np.tree.FlatLayout`'s ``units``):
+    the array at ``path`` inside the sub-tree is ``flat[offset:offset + size].reshape(shape)``.
+    One autograd node per sub-tree: the dict reaches the primitives whole, and the gradient of
+    the flat buffer is assembled by adding each array's gradient into its slice. ``grad_out``, if
     given, is a zeroed buffer shaped like ``flat`` that receives the gradient (instead of a fresh one).
     """
-    return {key: flat[o:o + n].reshape(shape) for key, o, n, shape in spec}
+    tree = {}
+    for (*path, key), o, n, shape in spec:
+        node = tree
+        for part in path:
+            node = node.setdefault(part, {})
+        node[key] = flat[o:o + n].reshape(shape)
+    return tree
 
 
-# VJP: the view is a selection, so its transpose puts the layer's gradient back into the layer's
-# slice of a zero buffer: a SparseObject, which autograd applies to the gradient of flat being
-# accumulated (its own zeros the first time, then what the previous layer returned), so the whole
-# tree's gradient is one buffer filled in place, instead of a zero-filled copy of the tree per layer.
+# VJP: the view is a selection, so its transpose puts each array's gradient back into its slice of a
+# zero buffer: a SparseObject, which autograd applies to the gradient of flat being accumulated (its
+# own zeros the first time, then what the previous sub-tree returned), so the whole tree's gradient
+# is one buffer filled in place, instead of a zero-filled copy of the tree per index into it.
 # With grad_out, that buffer is grad_out (autograd's first zeros are left untouched).
-def _layer_view_vjp(ans, flat, spec, grad_out=None):
+def _subtree_view_vjp(ans, flat, spec, grad_out=None):
     def vjp(g):
         def add_into(buffer):
             buffer = buffer if grad_out is None else grad_out
-            for key, o, n, _ in spec:
+            for path, o, n, _ in spec:
                 part = buffer[o:o + n]
-                part += np.ravel(g[key])
+                part += np.ravel(_get(g, path))
             return buffer
         return SparseObject(vspace(flat), add_into)
     return vjp
 
 
-defvjp(layer_view, _layer_view_vjp)
+defvjp(subtree_view, _subtree_view_vjp)
 
 
 def tree_views(flat, layout, grad_out=None):
-    """The parameter tree as views into ``flat`` (traced or not), one :func:`layer_view` per innermost dict.
+    """The parameter tree as views into ``flat`` (traced or not), one :func:`subtree_view` per unit of ``layout``.
 
-    ``layout`` is the :class:`iwae_np.tree.FlatLayout` of the tree; its ``layers`` must not be None.
+    ``layout`` is the :class:`iwae_np.tree.FlatLayout` of the tree; its ``units`` must not be None.
     Differentiating a function of this tree with respect to ``flat`` gives the gradient of the whole
     tree as one flat array in the layout's order (``grad_out``, if given: a zeroed buffer like ``flat``).
     """
     tree = {}
-    for path, spec in layout.layers:
-        if not path:  # the tree itself is one layer
-            return layer_view(flat, spec, grad_out)
+    for root, spec in layout.units:
+        if not root:  # the tree itself is one unit
+            return subtree_view(flat, spec, grad_out)
         node = tree
-        for key in path[:-1]:
+        for key in root[:-1]:
             node = node.setdefault(key, {})
-        node[path[-1]] = layer_view(flat, spec, grad_out)
+        node[root[-1]] = subtree_view(flat, spec, grad_out)
     return tree
 
 
@@ -205,6 +222,84 @@ def _tanh_affine_vjp(argnums, ans, args, kwargs):
 
 defvjp_argnums(_affine, _affine_vjp)
 defvjp_argnums(_tanh_affine, _tanh_affine_vjp)
+
+
+def mlp(net, x, heads):
+    r"""A network of the model as one autograd node: a tanh MLP, then linear heads (paper appendix C).
+
+    .. math::
+        a_0 = x, \qquad a_i = \tanh(a_{i-1} W_i + b_i) \ \ (\texttt{hidden\_0}, \texttt{hidden\_1}, \dots), \qquad
+        y_j = a_n W_j + b_j \ \ \text{for each head } j
+
+    ``net`` is the network's dict of layers, ``heads`` the names of its heads (``("mu", "log_sigma")``
+    or ``("logits",)``). Returns a tuple, one array ``(..., n_out_j)`` per head. The forward is the
+    layers' own (:func:`tanh_affine`, :func:`affine`), so the numbers are those of
+    :func:`iwae_np.networks.tanh_mlp` and :func:`iwae_np.networks.dense`; the VJP is backpropagation
+    through the same layers' closed forms, in one node instead of one per layer (and per head).
+    """
+    out = _mlp(layer_dict(net), x, tuple(heads))
+    return tuple(out[j] for j in range(len(heads)))
+
+
+def _hidden_names(net):
+    names, i = [], 0
+    while f"hidden_{i}" in net:
+        names.append(f"hidden_{i}")
+        i += 1
+    return names
+
+
+@primitive
+def _mlp(net, x, heads):
+    # the heads' outputs, then the hidden activations a_1 .. a_n (outputs only so that the VJP has them:
+    # mlp() never hands them out, so their cotangents are zero and the VJP does not read them)
+    activations, a = [], x
+    for name in _hidden_names(net):
+        a = _affine_forward(net[name], a)
+        np.tanh(a, out=a)
+        activations.append(a)
+    return tuple(_affine_forward(net[head], a) for head in heads) + tuple(activations)
+
+
+# VJP: backpropagation through the layers, each step the closed form of its primitive.
+#   heads:  G_top = sum_j g_j W_j^T,   dW_j = a_n^T g_j,   db_j = sum_rows g_j
+#   hidden, i = n .. 1:  G = G_top * (1 - a_i^2);  dW_i = a_{i-1}^T G,  db_i = sum_rows G;  G_top = G W_i^T
+# The input's gradient (the last G W_1^T) only when x is traced (not for the data x).
+def _mlp_vjp(argnums, ans, args, kwargs):
+    net, x, heads = args
+    activations = ans[len(heads):]
+    names = _hidden_names(net)
+
+    def vjp(g):
+        grad, top = {}, activations[-1] if activations else x
+        G_top = None
+        for j, head in enumerate(heads):
+            wanted = (0, 1) if names or 1 in argnums else (0,)
+            grad[head], *rest = _affine_backward(wanted, _rows(_cotangent(g[j], ans[j])), net[head], top)
+            if rest:
+                G_top = rest[0] if G_top is None else np.add(G_top, rest[0], out=G_top)
+        for i in range(len(names) - 1, -1, -1):
+            a = activations[i]
+            G = np.multiply(a, a, out=empty(a.shape, a.dtype))
+            np.subtract(1, G, out=G)  # 1 - a_i^2
+            G *= G_top
+            below = activations[i - 1] if i > 0 else x
+            wanted = (0, 1) if i > 0 or 1 in argnums else (0,)
+            grad[names[i]], *rest = _affine_backward(wanted, _rows(G), net[names[i]], below)
+            G_top = rest[0] if rest else None
+        grad.update({key: _zeros_like_tree(value) for key, value in net.items() if key not in grad})  # unused: 0
+        return [grad if argnum == 0 else G_top for argnum in argnums]
+
+    return vjp
+
+
+def _zeros_like_tree(tree):
+    if isinstance(tree, dict):
+        return {key: _zeros_like_tree(value) for key, value in tree.items()}
+    return np.zeros_like(tree)
+
+
+defvjp_argnums(_mlp, _mlp_vjp)
 
 
 def _exp_minus_abs(l, out=None):

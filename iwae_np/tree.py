@@ -88,9 +88,10 @@ class FlatLayout:
     """Where each leaf of a tree lives in one flat buffer: names in order, shapes, offsets, one dtype.
 
     ``views(flat)`` gives the tree back as named views into ``flat`` (no copy); ``flatten(tree)``
-    copies a tree into a fresh buffer. ``layers`` groups the leaves by the dict that holds them
-    (``("q_h1", "hidden_0")`` -> ``W``, ``b``), the unit the differentiable views are made of
-    (:func:`iwae_np.primitives.layer_view`); it is None when a dict holds both arrays and dicts.
+    copies a tree into a fresh buffer. ``units`` groups the leaves into the sub-trees the
+    differentiable views hand out, one autograd node each (:func:`iwae_np.primitives.subtree_view`):
+    the networks (``("q_h1",)`` -> ``hidden_0/W``, ``hidden_0/b``, ...) of a model's tree, the innermost
+    dicts of other trees; None when a dict holds both arrays and dicts.
     Layouts are made once per structure (:func:`flat_layout`) and shared.
     """
 
@@ -99,14 +100,18 @@ class FlatLayout:
         self.sizes = tuple(int(np.prod(s, dtype=np.int64)) for s in self.shapes)
         self.offsets = tuple(int(o) for o in np.cumsum((0,) + self.sizes[:-1]))
         self.size = int(sum(self.sizes))
-        groups = {}
-        for name, offset, size, shape in zip(self.names, self.offsets, self.sizes, self.shapes):
-            *path, key = name.split("/")
-            groups.setdefault(tuple(path), []).append((key, offset, size, shape))
         self._paths = tuple(tuple(name.split("/")) for name in self.names)
-        paths = set(groups)
-        mixed = any(path[:i] in paths for path in paths for i in range(len(path)))
-        self.layers = None if mixed else tuple((path, tuple(spec)) for path, spec in groups.items())
+        depths = {len(path) for path in self._paths}
+        # the units one view node hands out: whole networks ({layer: {W, b}}) when every array sits
+        # three or more levels deep, else the innermost dicts (layers)
+        cut = (depths.pop() - 2) if len(depths) == 1 and min(len(p) for p in self._paths) >= 3 else None
+        groups = {}
+        for path, offset, size, shape in zip(self._paths, self.offsets, self.sizes, self.shapes):
+            at = cut if cut is not None else len(path) - 1
+            groups.setdefault(path[:at], []).append((path[at:], offset, size, shape))
+        roots = set(groups)
+        mixed = any(root[:i] in roots for root in roots for i in range(len(root)))
+        self.units = None if mixed else tuple((root, tuple(spec)) for root, spec in groups.items())
 
     def views(self, flat):
         """The tree of named views into the 1-D array ``flat`` (recorded, so :func:`flat_buffer` finds ``flat`` again)."""

@@ -256,3 +256,28 @@ def test_a_child_forked_after_the_helper_thread_ran_computes_without_hanging(rng
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status), "the child hung (killed by its alarm) or crashed"
     np.testing.assert_array_equal(np.frombuffer(b"".join(chunks), dtype=expected.dtype), expected.ravel())
+
+
+@pytest.mark.parametrize("n_hidden", [0, 1, 2])
+def test_mlp_equals_its_layers_and_its_vjp_central_differences(rng, n_hidden):
+    # one node per network: the forward must be tanh_mlp then dense per head (bit for bit), and the
+    # hand-written backpropagation must match central differences for every layer, head and the input
+    from iwae_np.networks import dense, init_mlp, tanh_mlp
+    from iwae_np.primitives import mlp
+    net = init_mlp(rng, 3, [4, 5][:n_hidden], {"mu": 2, "log_sigma": 2}, np.float64)
+    net = {name: {key: value + 0.3 * rng.normal(size=value.shape) for key, value in layer.items()}
+           for name, layer in net.items()}
+    x = rng.normal(size=(2, 3, 3))
+    mu, log_sigma = mlp(net, x, ("mu", "log_sigma"))
+    top = tanh_mlp(net, x)
+    np.testing.assert_array_equal(mu, dense(net["mu"], top))
+    np.testing.assert_array_equal(log_sigma, dense(net["log_sigma"], top))
+    c1, c2 = rng.normal(size=(2, 3, 2)), rng.normal(size=(2, 3, 2))
+    f = lambda t: weighted(mlp(t["net"], t["x"], ("mu", "log_sigma"))[0], c1) + \
+        weighted(mlp(t["net"], t["x"], ("mu", "log_sigma"))[1] ** 2, c2)
+    assert_gradient_matches_central_differences(f, {"net": net, "x": x})
+    only_mu = grad(lambda n: weighted(mlp(n, x, ("mu",))[0], c1))(net)  # a head not asked for gets zeros
+    assert np.all(only_mu["log_sigma"]["W"] == 0) and np.any(only_mu["mu"]["W"] != 0)
+    f32 = {name: {key: v.astype(np.float32) for key, v in layer.items()} for name, layer in net.items()}
+    g32 = grad(lambda t: anp.mean(mlp(t, x.astype(np.float32), ("mu",))[0]))(f32)
+    assert all(v.dtype == np.float32 for layer in g32.values() for v in layer.values())

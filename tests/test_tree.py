@@ -57,9 +57,13 @@ def test_layouts_are_shared_per_structure_and_mixed_dtypes_have_none(rng):
     mixed = a_tree(rng)
     mixed["p"]["out"]["b"] = mixed["p"]["out"]["b"].astype(np.float32)
     assert flat_layout(mixed) is None and pack_tree(mixed) is None
-    layers = dict(flat_layout(a_tree(rng)).layers)
-    assert [key for key, *_ in layers[("q", "h0")]] == ["W", "b"] and set(layers) == {("q", "h0"), ("q", "mu"), ("p", "out")}
-    assert flat_layout({"a": {"W": np.zeros(2)}, "b": np.zeros(1)}).layers is None  # arrays beside dicts
+    # a model's tree ({network: {layer: {W, b}}}) is viewed network by network, other trees dict by dict
+    units = dict(flat_layout(a_tree(rng)).units)
+    assert set(units) == {("q",), ("p",)}
+    assert [path for path, *_ in units[("q",)]] == [("h0", "W"), ("h0", "b"), ("mu", "W"), ("mu", "b")]
+    layers = dict(flat_layout({"l0": {"W": np.zeros(2), "b": np.zeros(1)}, "l1": {"W": np.zeros(3)}}).units)
+    assert [path for path, *_ in layers[("l0",)]] == [("W",), ("b",)] and set(layers) == {("l0",), ("l1",)}
+    assert flat_layout({"a": {"W": np.zeros(2)}, "b": np.zeros(1)}).units is None  # arrays beside dicts
 
 
 def test_all_finite_finds_one_nan_in_a_buffer_or_in_separate_arrays(rng):
