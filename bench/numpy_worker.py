@@ -70,9 +70,9 @@ def bound_and_gradient(arch, dtype, k, batch, seed=0):
             "grads": {name: np.asarray(g).tolist() for name, g in iwae_np.flatten_tree(grads).items()}}
 
 
-def gemm(dtype, n=1024, seconds=0.5):
+def gemm(dtype, n=1024, seconds=0.5, clock="wall"):
     make = lambda n: np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
-    return {"gflops": gemm_gflops(np.matmul, make, n, seconds)}
+    return {"gflops": gemm_gflops(np.matmul, make, n, seconds, clock)}
 
 
 def versions():

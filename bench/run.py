@@ -199,7 +199,7 @@ def run(args):
             for r in range(args.repeats):
                 for w in (workers[:2] if r % 2 == 0 else workers[:2][::-1]):
                     settle(args.settle)
-                    g = w("gemm", dtype=dtype, n=args.gemm_n, seconds=args.seconds)["gflops"]
+                    g = w("gemm", dtype=dtype, n=args.gemm_n, seconds=args.seconds, clock=args.clock)["gflops"]
                     peak[dtype][w.name] = max(peak[dtype].get(w.name, 0.0), g)
             log(f"gemm {dtype}: " + ", ".join(f"{n} {v:.0f} GFLOP/s" for n, v in peak[dtype].items()))
 
@@ -349,7 +349,8 @@ def render(args, started, finished, versions, check_lines, peak, variants, train
     for dtype, p in peak.items():
         out.append(f"| {dtype} | " + " | ".join(f"{v:.0f}" for v in p.values()) + " |")
     out += ["", "Fraction of peak: the dense layers' FLOPs of a step (forward and backward) per second, over the "
-            "larger of the two peaks for that dtype.", ""]
+            "larger of the two peaks for that dtype" + (" (both timed by CPU time, `--clock cpu`)" if args.clock == "cpu"
+                                                         else "") + ".", ""]
 
     out += ["## Training step (sample, forward, backward, Adam), batch "
             f"{args.batch}: iwae_np against the fastest torch eager variant", "",

@@ -254,9 +254,9 @@ def bound_and_gradient(arch, dtype, k, batch, seed=0, variant=None, compile=Fals
     return {"value": float(value.detach()), "grads": model.grads_by_name()}
 
 
-def gemm(dtype, n=1024, seconds=0.5):
+def gemm(dtype, n=1024, seconds=0.5, clock="wall"):
     make = lambda n: torch.randn((n, n), dtype=DTYPES[dtype])
-    return {"gflops": gemm_gflops(torch.mm, make, n, seconds)}
+    return {"gflops": gemm_gflops(torch.mm, make, n, seconds, clock)}
 
 
 def versions():

@@ -16,12 +16,14 @@ float32), and are checked against central differences in ``tests/test_primitives
 - :func:`mlp`: a tanh MLP with its linear heads, one node per network
 - :func:`subtree_view`, :func:`tree_views`: the parameter tree as views into one flat buffer
 
-The public functions of :mod:`iwae_np.networks` and :mod:`iwae_np.densities` call these.
+The public functions of :mod:`iwae_np.networks`, :mod:`iwae_np.densities` and :mod:`iwae_np.model` call these.
 Inside a primitive, arrays are plain numpy arrays, so the forward and the VJP may reuse their own
 temporaries in place (``out=``); nothing outside them is modified, and no data is kept between calls.
-The Bernoulli term, the one elementwise computation over ``(k, batch, 784)``, runs in cache-sized
-blocks with reused scratch arrays (fresh full-size temporaries page-fault) and, for large arrays,
-on two threads (one lazily started helper thread; the numbers do not depend on the split).
+Large work arrays come from :mod:`iwae_np.buffers` (reused once nothing refers to them; fresh
+full-size temporaries page-fault). The Bernoulli term, the one elementwise computation over
+``(k, batch, 784)``, runs in cache-sized blocks and, for large arrays, on two threads: the second
+half on a helper thread started on first use, one per process (a forked child starts its own), so
+that the numbers do not depend on the split (:func:`in_two_halves`).
 """
 import math
 import os
