@@ -5,8 +5,10 @@ Each worker is a separate process that answers one JSON command per line on stdi
 line on stdout; the driver (``bench/run.py``) interleaves commands between the numpy and the torch
 worker, so the two never run at the same time and never fight over the 2 cores.
 """
+import base64
 import json
 import math
+import os
 import sys
 import time
 
@@ -95,6 +97,16 @@ def gemm_gflops(matmul, make, n, seconds=0.5, clock="wall"):
     return 2 * n ** 3 / min(times) / 1e9
 
 
+def encode_array(a):
+    """An array for a JSON line: dtype, shape and base64 bytes (a list of 400k floats takes a second to encode)."""
+    a = np.ascontiguousarray(a)
+    return {"dtype": str(a.dtype), "shape": list(a.shape), "data": base64.b64encode(a.tobytes()).decode("ascii")}
+
+
+def decode_array(d):
+    return np.frombuffer(base64.b64decode(d["data"]), dtype=d["dtype"]).reshape(d["shape"])
+
+
 def peak_rss_mib():
     """Peak resident set size of this process so far, in MiB (Linux reports ru_maxrss in KiB)."""
     import resource
@@ -102,7 +114,13 @@ def peak_rss_mib():
 
 
 def serve(handlers):
-    """The worker loop: read a JSON command per line, answer with one JSON line; ``{"cmd": "quit"}`` ends it."""
+    """The worker loop: read a JSON command per line, answer with one JSON line; ``{"cmd": "quit"}`` ends it.
+
+    With ``BENCH_ONE_CPU=1`` in the environment (``run.py --threads 1``) the worker first holds itself to
+    one CPU, so that no library runs anything on a second core (iwae_np's helper thread included).
+    """
+    if os.environ.get("BENCH_ONE_CPU") == "1" and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     out = sys.stdout
     sys.stdout = sys.stderr  # anything a library prints must not corrupt the protocol
     for line in sys.stdin:

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import binary_data, gemm_gflops, peak_rss_mib, serve, time_calls  # noqa: E402
+from common import binary_data, encode_array, gemm_gflops, peak_rss_mib, serve, time_calls  # noqa: E402
 
 import iwae_np  # noqa: E402
 from iwae_np.model import init_params, sample_eps  # noqa: E402
@@ -67,7 +67,7 @@ def bound_and_gradient(arch, dtype, k, batch, seed=0):
     eps = sample_eps(np.random.default_rng(seed + 2), arch, k, batch, dtype)
     value, grads = iwae_np.iwae_value_and_gradient(params, x, eps)
     return {"value": float(value),
-            "grads": {name: np.asarray(g).tolist() for name, g in iwae_np.flatten_tree(grads).items()}}
+            "grads": {name: encode_array(g) for name, g in iwae_np.flatten_tree(grads).items()}}
 
 
 def gemm(dtype, n=1024, seconds=0.5, clock="wall"):

@@ -42,7 +42,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import matmul_flops  # noqa: E402
+from common import decode_array, matmul_flops  # noqa: E402
 
 #: Targets (issue 12): median ratio numpy / fastest torch at batch 20, per k; share of the GEMM
 #: peak at k = 50; L_5000 time ratio; evaluation memory.
@@ -62,6 +62,8 @@ class Worker:
         if threads:  # BLAS and OpenMP threads of the worker (default: the libraries' own, all cores)
             for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
                 env[var] = str(threads)
+        if threads == 1:  # and one CPU: no library's helper thread runs beside it
+            env["BENCH_ONE_CPU"] = "1"
         env["PYTHONPATH"] = os.path.dirname(HERE) + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, script)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env, cwd=os.path.dirname(HERE))
@@ -124,13 +126,14 @@ def cross_check(numpy_worker, torch_workers, archs, tol):
     lines, ok = [], True
     for arch in archs:
         ref = numpy_worker("bound_and_gradient", arch=arch, dtype="float64", k=5, batch=3)
+        ref_grads = {p: decode_array(g) for p, g in ref["grads"].items()}
         worst_value, worst_grad = 0.0, 0.0
         for worker, variant in torch_workers:
             r = worker("bound_and_gradient", arch=arch, dtype="float64", k=5, batch=3, **variant)
             worst_value = max(worst_value, abs(r["value"] - ref["value"]) / abs(ref["value"]))
             worst_grad = max(worst_grad, max(
-                float(np.max(np.abs(np.asarray(r["grads"][p]) - np.asarray(g))) / np.max(np.abs(g)))
-                for p, g in ref["grads"].items()))
+                float(np.max(np.abs(decode_array(r["grads"][p]) - g)) / np.max(np.abs(g)))
+                for p, g in ref_grads.items()))
         ok &= worst_value <= tol and worst_grad <= tol
         lines.append(f"{arch}, k = 5, float64, same parameters, data and noise, every torch implementation "
                      f"({len(torch_workers)}) against numpy: largest bound relative difference {worst_value:.1e}, "
@@ -333,6 +336,7 @@ def render(args, started, finished, versions, check_lines, peak, variants, train
               f"torch.compile builds with {compiler_version()}" if v_t else ""),
            f"- worker environment: {' '.join(args.env) if args.env else 'as inherited (no allocator or thread settings)'}"
            + (f"; {args.threads} BLAS / OpenMP thread(s) per worker" if args.threads else "")
+           + ("; each worker held to one CPU" if args.threads == 1 else "")
            + ("; training steps timed by **CPU time** of the worker process (`--clock cpu`), not wall time"
               if args.clock == "cpu" else ""),
            f"- repeats: {args.repeats} interleaved ({args.eval_repeats} for evaluation), {args.seconds} s of steps "
@@ -482,7 +486,8 @@ def parse(argv):
     p.add_argument("--variants", nargs="+", default=None, metavar="LOSS/HEADS/PARAMS/ADAM",
                    help="torch eager variants to time (default: every one this build has)")
     p.add_argument("--threads", type=int, default=0,
-                   help="BLAS / OpenMP threads per worker (default 0: the libraries' default, all cores)")
+                   help="BLAS / OpenMP threads per worker (default 0: the libraries' default, all cores); "
+                        "1 also holds each worker to one CPU")
     p.add_argument("--env", nargs="+", default=[], metavar="KEY=VALUE",
                    help="environment variables for every worker alike (e.g. glibc's MALLOC_TRIM_THRESHOLD_)")
     p.add_argument("--repeats", type=int, default=3)

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ARCHS, binary_data, gemm_gflops, peak_rss_mib, serve, time_calls  # noqa: E402
+from common import ARCHS, binary_data, encode_array, gemm_gflops, peak_rss_mib, serve, time_calls  # noqa: E402
 
 LOG_2PI = math.log(2 * math.pi)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -169,9 +169,9 @@ class Model:
             if self.heads == "fused" and layer in ("mu", "log_sigma"):
                 g = self.p[f"{net}/heads/{key}"].grad
                 d = g.shape[-1] // 2
-                out[name] = (g[..., :d] if layer == "mu" else g[..., d:]).numpy().tolist()
+                out[name] = encode_array((g[..., :d] if layer == "mu" else g[..., d:]).numpy())
             else:
-                out[name] = self.p[name].grad.numpy().tolist()
+                out[name] = encode_array(self.p[name].grad.numpy())
         return out
 
 

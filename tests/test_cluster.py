@@ -132,3 +132,11 @@ def test_split_evaluation_equals_the_single_process_one(cluster):
     assert split.shape == (30,) and np.array_equal(split, local)
     other_seed = iwae_log_likelihood(params, x, np.random.default_rng(8), k=50, batch_size=8, chunk_size=16)
     assert not np.any(other_seed == local)  # the values depend on the noise: the comparison above can fail
+
+
+def test_table_with_a_bad_scheduler_address_is_a_one_line_error(tmp_path, capsys):
+    from iwae_np.cli import main
+    rc = main(["table", "--data", "mnist5k", "--train-subset", "60", "--test-subset", "30", "--layers", "1",
+               "--k", "1", "--stages", "1", "--scheduler", "notanaddress::", "--out", str(tmp_path / "t")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("iwae-np table: error: cannot reach the Dask scheduler at 'notanaddress::'")

@@ -66,6 +66,10 @@ def run(args):
         raise ValueError("a custom architecture (--latent) needs a single --layers value")
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    scheduler = None
+    if args.scheduler is not None:  # reach the cluster first: a wrong address fails before any data is read
+        from ..experiments.cluster import connect
+        scheduler = connect(args.scheduler)
     out = Path(args.out or f"runs/table-{args.data}")
     base = config_kwargs_from_args(args)
     base["architectures"] = {L: architecture_from_args(args, L) for L in args.layers}
@@ -75,7 +79,7 @@ def run(args):
     t0 = time.monotonic()
     print(f"{len(cells)} cells on {args.data} into {out}: " + ", ".join(c["name"] for c in cells), file=sys.stderr)
     results = run_table(cells, base, out, eval_opts, jobs=args.jobs, progress=not args.no_progress,
-                        log=lambda s: print(s, file=sys.stderr, flush=True), scheduler=args.scheduler)
+                        log=lambda s: print(s, file=sys.stderr, flush=True), scheduler=scheduler)
     results = with_shared_k1(results, args.objectives)
     wall = time.monotonic() - t0
     table = markdown_table(results, args.data, ks=args.k, layers=args.layers)
