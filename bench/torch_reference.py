@@ -97,6 +97,14 @@ class Model:
             optimized = list(self.p.values())
         kwargs = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}[self.adam]
         self.opt = torch.optim.Adam(optimized, lr=1e-3, betas=(0.9, 0.999), eps=1e-4, **kwargs)
+        if compile:
+            # every configuration is a new shape of the same function: without room for them, dynamo gives up
+            # after 8 and runs the rest eagerly, silently
+            for limit in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit",
+                          "accumulated_cache_size_limit"):
+                if hasattr(torch._dynamo.config, limit):
+                    setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 256))
+            torch._dynamo.config.error_on_recompile = False
         self.objective = torch.compile(self.bound, dynamic=False) if compile else self.bound
 
     # ---- the model ---------------------------------------------------------------------------
