@@ -5,8 +5,10 @@ Each worker is a separate process that answers one JSON command per line on stdi
 line on stdout; the driver (``bench/run.py``) interleaves commands between the numpy and the torch
 worker, so the two never run at the same time and never fight over the 2 cores.
 """
+import base64
 import json
 import math
+import os
 import sys
 import time
 
@@ -71,22 +73,38 @@ def binary_data(seed, batch, x_dim=784):
     return (rng.uniform(size=(batch, x_dim)) < 0.3)
 
 
-def time_calls(fn, seconds, min_calls=3, max_calls=1000):
-    """Per-call wall times of ``fn()``, called at least ``min_calls`` times and until ``seconds`` have passed."""
+#: What a time is: wall-clock seconds, or the CPU seconds of the process (all its threads), which other
+#: jobs on the machine disturb far less (with one thread per worker: the work done, whoever waited).
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_calls(fn, seconds, min_calls=3, max_calls=1000, clock="wall"):
+    """Per-call times of ``fn()`` on ``clock``, called at least ``min_calls`` times and until ``seconds`` of wall time have passed."""
+    tick = CLOCKS[clock]
     times, start = [], time.perf_counter()
     while len(times) < min_calls or (time.perf_counter() - start < seconds and len(times) < max_calls):
-        t = time.perf_counter()
+        t = tick()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(tick() - t)
     return times
 
 
-def gemm_gflops(matmul, make, n, seconds=0.5):
-    """Best GFLOP/s of an ``n x n`` by ``n x n`` product (``make(n)`` builds the operand)."""
+def gemm_gflops(matmul, make, n, seconds=0.5, clock="wall"):
+    """Best GFLOP/s of an ``n x n`` by ``n x n`` product (``make(n)`` builds the operand), on ``clock``."""
     a = make(n)
     matmul(a, a)
-    times = time_calls(lambda: matmul(a, a), seconds, min_calls=3)
+    times = time_calls(lambda: matmul(a, a), seconds, min_calls=3, clock=clock)
     return 2 * n ** 3 / min(times) / 1e9
+
+
+def encode_array(a):
+    """An array for a JSON line: dtype, shape and base64 bytes (a list of 400k floats takes a second to encode)."""
+    a = np.ascontiguousarray(a)
+    return {"dtype": str(a.dtype), "shape": list(a.shape), "data": base64.b64encode(a.tobytes()).decode("ascii")}
+
+
+def decode_array(d):
+    return np.frombuffer(base64.b64decode(d["data"]), dtype=d["dtype"]).reshape(d["shape"])
 
 
 def peak_rss_mib():
@@ -96,7 +114,13 @@ def peak_rss_mib():
 
 
 def serve(handlers):
-    """The worker loop: read a JSON command per line, answer with one JSON line; ``{"cmd": "quit"}`` ends it."""
+    """The worker loop: read a JSON command per line, answer with one JSON line; ``{"cmd": "quit"}`` ends it.
+
+    With ``BENCH_ONE_CPU=1`` in the environment (``run.py --threads 1``) the worker first holds itself to
+    one CPU, so that no library runs anything on a second core (iwae_np's helper thread included).
+    """
+    if os.environ.get("BENCH_ONE_CPU") == "1" and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     out = sys.stdout
     sys.stdout = sys.stderr  # anything a library prints must not corrupt the protocol
     for line in sys.stdin:

@@ -5,24 +5,19 @@ Run alone as a worker: ``python bench/numpy_worker.py`` reads JSON commands on s
 
 - ``train``: :func:`iwae_np.train_step` as users call it (sample ``eps``, forward, backward by
   autograd, Adam with the paper's settings), on ``iwae_np.init_params(arch, default_rng(seed), dtype)``.
-- ``eval``: the project's ``L_5000`` (:func:`iwae_np.experiments.evaluation.iwae_log_likelihood`), and
-  :func:`streaming_iwae_bound` below, a prototype that splits the chunks over threads (BLAS
-  limited to one thread each), to measure what that would give.
+- ``eval``: the project's ``L_5000`` (:func:`iwae_np.experiments.evaluation.iwae_log_likelihood`).
 """
-import math
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import binary_data, gemm_gflops, peak_rss_mib, serve, time_calls  # noqa: E402
+from common import binary_data, encode_array, gemm_gflops, peak_rss_mib, serve, time_calls  # noqa: E402
 
 import iwae_np  # noqa: E402
-from iwae_np.model import init_params, log_importance_weights, sample_eps  # noqa: E402
-from iwae_np.special import logsumexp  # noqa: E402
+from iwae_np.model import init_params, sample_eps  # noqa: E402
 
 _train_state = {}
 
@@ -45,57 +40,21 @@ def _train_setup(arch, batch, k, dtype, seed):
     return _train_state[key]
 
 
-def train(arch, batch, k, dtype, seconds=0.5, min_steps=3, seed=0):
+def train(arch, batch, k, dtype, seconds=0.5, min_steps=3, seed=0, clock="wall"):
     """Per-step times of :func:`iwae_np.train_step` at one configuration."""
     step = _train_setup(arch, batch, k, dtype, seed)
-    return {"times": time_calls(step, seconds, min_steps)}
+    return {"times": time_calls(step, seconds, min_steps, clock=clock)}
 
 
-def streaming_iwae_bound(params, x, k, seed, rows=5000, threads=1):
-    r""":math:`\mathcal L_k = \operatorname{logsumexp}_i \log w_i - \log k` per image, ``k`` samples in chunks.
-
-    Chunks of ``c = rows // batch`` samples give ``logsumexp`` over their log weights ``(c, batch)``;
-    the chunks' results combine by one more ``logsumexp`` (exact: logsumexp of logsumexps of a
-    partition is the logsumexp of the whole). Memory is that of one chunk, whatever ``k``.
-    Chunk ``j`` draws its noise from its own generator (``SeedSequence(seed).spawn``), so the result
-    does not depend on ``threads``; with ``threads > 1`` the chunks run on a thread pool with BLAS
-    limited to one thread each (numpy releases the GIL in its kernels).
-    """
-    batch = x.shape[0]
-    chunk = max(1, rows // batch)
-    starts = list(range(0, k, chunk))
-    seeds = np.random.SeedSequence(seed).spawn(len(starts))
-
-    def part(j):
-        c = min(chunk, k - starts[j])
-        eps = sample_eps(np.random.default_rng(seeds[j]), params, c, batch)
-        return logsumexp(log_importance_weights(params, x, eps, validate=False), axis=0)  # (batch,)
-
-    if threads > 1:
-        from threadpoolctl import threadpool_limits
-        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
-            parts = list(pool.map(part, range(len(starts))))
-    else:
-        parts = [part(j) for j in range(len(starts))]
-    return logsumexp(np.stack(parts), axis=0) - math.log(k)
-
-
-def evaluate(arch, dtype, k, n_images, batch, chunk, seed=0, threads=0):
-    """``L_k`` of ``n_images`` images, ``batch`` images and ``chunk`` samples per pass; images per second.
-
-    ``threads = 0``: the project's :func:`iwae_np.experiments.evaluation.iwae_log_likelihood` (when the module
-    exists). ``threads >= 1``: :func:`streaming_iwae_bound` above, on that many threads.
-    """
+def evaluate(arch, dtype, k, n_images, batch, chunk, seed=0):
+    """``L_k`` of ``n_images`` images by :func:`iwae_np.experiments.evaluation.iwae_log_likelihood`, ``batch``
+    images and ``chunk`` samples per pass, in the model's dtype; images per second."""
+    from iwae_np.experiments.evaluation import iwae_log_likelihood
     params = init_params(arch, np.random.default_rng(seed), dtype)
     x_all = binary_data(seed + 1, n_images).astype(dtype)
     start = time.perf_counter()
-    if threads == 0:
-        from iwae_np.experiments.evaluation import iwae_log_likelihood
-        values = iwae_log_likelihood(params, x_all, np.random.default_rng(seed + 2), k=k, batch_size=batch,
-                                     chunk_size=chunk, dtype=dtype)
-    else:
-        values = np.concatenate([streaming_iwae_bound(params, x_all[i:i + batch], k, seed + 2 + i, chunk * batch,
-                                                      threads) for i in range(0, n_images, batch)])
+    values = iwae_log_likelihood(params, x_all, np.random.default_rng(seed + 2), k=k, batch_size=batch,
+                                 chunk_size=chunk, dtype=dtype)
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "images_per_second": n_images / seconds,
             "mean_bound": float(np.mean(values)), "peak_rss_mib": peak_rss_mib()}
@@ -108,12 +67,12 @@ def bound_and_gradient(arch, dtype, k, batch, seed=0):
     eps = sample_eps(np.random.default_rng(seed + 2), arch, k, batch, dtype)
     value, grads = iwae_np.iwae_value_and_gradient(params, x, eps)
     return {"value": float(value),
-            "grads": {name: np.asarray(g).tolist() for name, g in iwae_np.flatten_tree(grads).items()}}
+            "grads": {name: encode_array(g) for name, g in iwae_np.flatten_tree(grads).items()}}
 
 
-def gemm(dtype, n=1024, seconds=0.5):
+def gemm(dtype, n=1024, seconds=0.5, clock="wall"):
     make = lambda n: np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
-    return {"gflops": gemm_gflops(np.matmul, make, n, seconds)}
+    return {"gflops": gemm_gflops(np.matmul, make, n, seconds, clock)}
 
 
 def versions():

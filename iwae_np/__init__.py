@@ -11,13 +11,15 @@ The paper's math, one module per concept, flat at the top (they import only each
 - :mod:`iwae_np.gradients`: their gradients (paper eq. 7 and 14) and the normalized-weight identity
 - :mod:`iwae_np.estimators`: STL, DReG, RWS and PIWAE gradients; training objectives by name
 - :mod:`iwae_np.optimizers`: Adam over a parameter tree
-- :mod:`iwae_np.tree`: nested dicts of arrays
+- :mod:`iwae_np.tree`: nested dicts of arrays, and the one flat buffer behind a parameter tree
+- :mod:`iwae_np.buffers`: work arrays reused from step to step instead of page-faulted afresh
 
 Drivers and I/O below them, in subpackages (they import the math, never the other way):
 
 - :mod:`iwae_np.data`: readers, downloads, the named data sets, dynamic binarization
 - :mod:`iwae_np.experiments`: the training protocol, checkpoints, L_5000 evaluation and active units,
-  the Table 1 grid, figures, the SNR study (``iwae-np train``, ``evaluate``, ``table``, ``plot``, ``snr``)
+  the Table 1 grid (on a Dask cluster too), figures, the SNR study (``iwae-np train``, ``evaluate``, ``table``,
+  ``plot``, ``snr``)
 - :mod:`iwae_np.verify`: finite-difference and identity checks (``iwae-np check``), array comparison
 - :mod:`iwae_np.oracle`: golden fixtures for other frameworks (``iwae-np oracle``; format in docs/oracle.md)
 - :mod:`iwae_np.cli`: the ``iwae-np`` command line

@@ -7,9 +7,9 @@ r"""Log densities of the model's distributions (paper section 2).
 All sum over the last axis (the units) and broadcast over the leading ones
 (samples ``k`` and examples ``batch``).
 """
-import autograd.numpy as anp
 
-from .primitives import LOG_2PI, bernoulli_logit_log_likelihood, diagonal_gaussian_log_density
+from .primitives import bernoulli_logit_log_likelihood, diagonal_gaussian_log_density
+from .primitives import standard_normal_log_density as _standard_normal_log_density
 
 __all__ = ["gaussian_log_density", "standard_normal_log_density", "bernoulli_log_likelihood"]
 
@@ -32,8 +32,12 @@ def gaussian_log_density(h, mu, log_sigma):
 
 
 def standard_normal_log_density(h):
-    r"""The prior :math:`\log \mathcal N(h; 0, I) = -\frac12 \sum_j [\log 2\pi + h_j^2]`."""
-    return -0.5 * anp.sum(LOG_2PI + h * h, axis=-1)
+    r"""The prior :math:`\log \mathcal N(h; 0, I) = -\frac12 \sum_j [\log 2\pi + h_j^2]`.
+
+    Computed by the primitive :func:`iwae_np.primitives.standard_normal_log_density` (one autograd
+    node instead of four), whose VJP is the closed form :math:`\partial h = -h`.
+    """
+    return _standard_normal_log_density(h)
 
 
 def bernoulli_log_likelihood(x, logits):

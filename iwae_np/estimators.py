@@ -44,13 +44,13 @@ from typing import NamedTuple
 
 import autograd.numpy as anp
 import numpy as np
-from autograd import grad, make_vjp, value_and_grad
 from autograd.tracer import getval
 
 from .bounds import (check_alpha, check_beta, check_groups, ciwae_bound, ciwae_objective, iwae_bound,
                      miwae_bound, miwae_objective, normalized_weights, renyi_bound, renyi_objective,
                      vae_bound)
-from .gradients import iwae_gradient, iwae_value_and_gradient, vae_value_and_gradient
+from .gradients import (iwae_gradient, iwae_value_and_gradient, tree_grad, tree_make_vjp, tree_value_and_grad,
+                        vae_value_and_gradient)
 from .model import log_importance_weights, recognition_log_density, sample_posterior
 from .special import mean, softmax
 from .tree import tree_map
@@ -183,7 +183,7 @@ def path_log_weights(params, x, eps):
 def weighted_gradients(log_w_fn, params, weights_fn, *which):
     r"""One forward pass of ``log_w_fn``, then :math:`\frac1B \sum_{i,b} c_{i,b} \nabla \log w_{i,b}` for each
     field of ``weights_fn(log_w)`` named in ``which``. Returns ``(log_w, weights, [gradient trees])``."""
-    vjp, log_w = make_vjp(log_w_fn)(params)  # log_w (k, batch)
+    vjp, log_w = tree_make_vjp(log_w_fn)(params)  # log_w (k, batch)
     weights = weights_fn(log_w)
     batch = np.shape(log_w)[1]
     cache = {}
@@ -209,14 +209,14 @@ def estimate_gradient(params, x, eps, objective="iwae", estimator="iwae", M=1, b
     full = lambda p: log_importance_weights(p, x, eps)  # noqa: E731
 
     if estimator == "iwae" and objective != "piwae":
-        return value_and_grad(lambda p: mean(bound_fn(full(p))))(params)
+        return tree_value_and_grad(lambda p: mean(bound_fn(full(p))))(params)
     if estimator in ("iwae", "rws"):
         log_w, weights, (g_theta, g_phi) = weighted_gradients(full, params, weights_fn, "theta", "phi")
         if estimator == "rws":  # phi ascends sum_i c_i log q_phi(stop(h_i) | x)
             x = np.asarray(getval(x), dtype=log_w.dtype)  # already validated by the forward pass
             h = [getval(h_l) for h_l in sample_posterior(stop_gradient(params), x, eps)[0]]  # stopped
             batch = np.shape(log_w)[1]
-            g_phi = grad(lambda p: anp.sum(weights.phi * recognition_log_density(p, x, h)) / batch)(params)
+            g_phi = tree_grad(lambda p: anp.sum(weights.phi * recognition_log_density(p, x, h)) / batch)(params)
     else:  # stl and dreg: the path derivative, weighted by c or by the DReG weights d
         phi_field = "phi" if estimator == "stl" else "dreg"
         log_w, _, (g_theta, g_phi) = weighted_gradients(
@@ -248,9 +248,9 @@ def piwae_gradient(params, x, eps, M):
 ESTIMATORS = {"iwae": iwae_gradient, "stl": stl_gradient, "dreg": dreg_gradient, "rws": rws_gradient}
 
 #: Autograd's gradients of the batch-mean bounds (the paper's reparameterized estimator for each).
-miwae_gradient = grad(miwae_objective)
-ciwae_gradient = grad(ciwae_objective)
-renyi_gradient = grad(renyi_objective)
+miwae_gradient = tree_grad(miwae_objective)
+ciwae_gradient = tree_grad(ciwae_objective)
+renyi_gradient = tree_grad(renyi_objective)
 
 
 def make_objective(objective="iwae", estimator=None, k=None, M=1, beta=None, alpha=None):

@@ -8,22 +8,80 @@ r"""Gradients of the bounds (paper section 3, eq. 7 and 14).
   :math:`\sum_i \tilde w_i \nabla \log w_i`, from those per-sample gradients. The tests hold it
   against :func:`iwae_gradient`: the two must agree to rounding.
 """
+import functools
+
 import numpy as np
-from autograd import grad, make_vjp, value_and_grad
+from autograd import make_vjp, value_and_grad
 
 from .bounds import iwae_objective, normalized_weights, vae_objective
 from .model import log_importance_weights
-from .tree import tree_map
+from .primitives import tree_views
+from .buffers import new_buffer
+from .tree import pack_tree, tree_map
 
 __all__ = ["vae_gradient", "iwae_gradient", "vae_value_and_gradient", "iwae_value_and_gradient",
-           "log_weight_gradients", "importance_weighted_gradient", "average_gradient"]
+           "log_weight_gradients", "importance_weighted_gradient", "average_gradient",
+           "tree_value_and_grad", "tree_grad", "tree_make_vjp"]
+
+
+def _flat(params):
+    """``(flat, layout)`` of a parameter tree that can be differentiated through one buffer, else None."""
+    packed = pack_tree(params)
+    if packed is None or packed[1].units is None:
+        return None
+    return packed[0], packed[1]
+
+
+def tree_make_vjp(fun):
+    r"""autograd's ``make_vjp`` of ``fun(params, *args)`` with respect to the parameter tree ``params``.
+
+    ``tree_make_vjp(fun)(params, *args)`` returns ``(vjp, value)``; ``vjp(c)`` is the gradient tree of
+    :math:`\sum c \cdot` ``fun``, named like ``params``. The tree is differentiated as one flat buffer
+    (:func:`iwae_np.primitives.tree_views`: one node per layer), and the gradient tree is views into
+    one flat gradient buffer, which :func:`iwae_np.optimizers.adam_update` then updates in one pass.
+    Trees that share no buffer (arrays of several dtypes) are differentiated as they are.
+    """
+    @functools.wraps(fun)
+    def vjp_and_value(params, *args, **kwargs):
+        found = _flat(params)
+        if found is None:
+            return make_vjp(lambda p: fun(p, *args, **kwargs))(params)
+        flat, layout = found
+        vjp, value = make_vjp(lambda f: fun(tree_views(f, layout), *args, **kwargs))(flat)
+        return (lambda c: layout.views(vjp(c))), value  # several vjp calls: each its own fresh buffer
+    return vjp_and_value
+
+
+def tree_value_and_grad(fun):
+    """``(value, gradient tree)`` of a scalar ``fun(params, *args)``, as autograd's ``value_and_grad`` (see :func:`tree_make_vjp`)."""
+    @functools.wraps(fun)
+    def value_and_gradient(params, *args, **kwargs):
+        found = _flat(params)
+        if found is None:
+            return value_and_grad(fun)(params, *args, **kwargs)
+        flat, layout = found
+        grad_out = new_buffer(layout.size, layout.dtype, zero=True)
+        value, g = value_and_grad(lambda f: fun(tree_views(f, layout, grad_out), *args, **kwargs))(flat)
+        return value, layout.views(g)
+    return value_and_gradient
+
+
+def tree_grad(fun):
+    """The gradient tree of a scalar ``fun(params, *args)``, as autograd's ``grad`` (see :func:`tree_make_vjp`)."""
+    value_and_gradient = tree_value_and_grad(fun)
+
+    @functools.wraps(fun)
+    def gradient(params, *args, **kwargs):
+        return value_and_gradient(params, *args, **kwargs)[1]
+    return gradient
+
 
 #: Paper eq. 7: :math:`\nabla_{\theta,\phi} \frac1k \sum_i \log w_i` (batch mean), a tree like ``params``.
-vae_gradient = grad(vae_objective)
+vae_gradient = tree_grad(vae_objective)
 #: Paper eq. 14: :math:`\nabla_{\theta,\phi} \mathcal L_k` (batch mean) by automatic differentiation.
-iwae_gradient = grad(iwae_objective)
-vae_value_and_gradient = value_and_grad(vae_objective)
-iwae_value_and_gradient = value_and_grad(iwae_objective)
+iwae_gradient = tree_grad(iwae_objective)
+vae_value_and_gradient = tree_value_and_grad(vae_objective)
+iwae_value_and_gradient = tree_value_and_grad(iwae_objective)
 
 
 def log_weight_gradients(params, x, eps):

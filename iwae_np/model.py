@@ -17,21 +17,21 @@ layer; latents ``h[l] (k, batch, d_{l+1})``; log weights ``(k, batch)``.
 """
 from dataclasses import dataclass
 
-import autograd.numpy as anp
 import numpy as np
 from autograd.tracer import getval
 
 from .densities import bernoulli_log_likelihood, gaussian_log_density, standard_normal_log_density
 from .networks import dense, init_mlp, tanh_mlp
+from .primitives import mlp, reparameterize
 from .special import sigmoid
-from .tree import flatten_tree, tree_dtype
+from .tree import all_finite, flatten_tree, tree_dtype
 
 __all__ = ["Architecture", "PRESETS", "get_architecture", "init_params", "architecture_of",
            "sample_eps", "gaussian_layer", "sample_posterior", "recognition_stats",
            "generative_log_density_terms", "recognition_log_density_terms", "generative_log_density",
            "recognition_log_density", "log_weight_terms", "log_importance_weights",
-           "sample_generative", "validate_params", "validate_x", "validate_eps", "network_names",
-           "NonFiniteLogWeightError", "check_log_weights_finite"]
+           "sample_generative", "validate_params", "validate_x", "validate_eps", "validate_inputs",
+           "checked_structure", "network_names", "NonFiniteLogWeightError", "check_log_weights_finite"]
 
 
 @dataclass(frozen=True)
@@ -135,8 +135,75 @@ def init_params(arch, rng, dtype=np.float64, x_mean=None):
 
 
 def architecture_of(params):
-    """Read the Architecture back from a parameter tree's shapes (checked by :func:`validate_params`)."""
-    return _structure(getval(params))
+    """Read the Architecture back from a parameter tree's shapes (its structure checked by :func:`validate_params`)."""
+    return checked_structure(params)[1]
+
+
+def _concrete(tree):
+    # the arrays behind a tree autograd is tracing, boxed as a whole, per layer or per array
+    tree = getval(tree)
+    if isinstance(tree, dict):
+        return {key: _concrete(value) for key, value in tree.items()}
+    return tree
+
+
+def _named_arrays(tree, prefix="", out=None):
+    # [(name, array)] of a parameter tree, unboxed, in one walk (no checks: validate_params does those)
+    out = [] if out is None else out
+    for key, value in getval(tree).items():
+        value = getval(value)
+        if isinstance(value, dict):
+            _named_arrays(value, f"{prefix}{key}/", out)
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
+#: (names, shapes, dtypes) of a parameter tree -> (dtype, Architecture): the structure of a tree is
+#: checked once, not at every step. A cache of results only: a structure it has not seen is checked in full.
+_CHECKED_STRUCTURES = {}
+
+
+def checked_structure(params):
+    """``(dtype, Architecture)`` of a parameter tree: :func:`validate_params` without the values, once per structure.
+
+    Raises what :func:`validate_params` raises for a tree that is not a model's parameters.
+    """
+    return _checked_structure(params)[:2]
+
+
+def _checked_structure(params):
+    # (dtype, arch, arrays): the structure checked once per structure key, the arrays for value checks
+    named = None
+    if isinstance(getval(params), dict):
+        try:
+            named = _named_arrays(params)
+            key = (tuple(n for n, _ in named), tuple(np.shape(v) for _, v in named),
+                   tuple(np.result_type(v) for _, v in named))
+        except (TypeError, ValueError, AttributeError):
+            named = None
+    found = _CHECKED_STRUCTURES.get(key) if named is not None else None
+    if found is None:
+        concrete = _concrete(params)
+        found = _validate(concrete, check_values=False)  # (dtype, Architecture), every shape checked
+        if named is not None:
+            _CHECKED_STRUCTURES[key] = found
+        named = _named_arrays(concrete)
+    return found[0], found[1], [v for _, v in named]
+
+
+def validate_inputs(params, x, eps):
+    """:func:`validate_params`, :func:`validate_x` and :func:`validate_eps` for one computation; returns ``x`` as the parameters' dtype.
+
+    The structure of ``params`` is checked once per structure (:func:`checked_structure`); its values,
+    ``x`` and ``eps`` at every call (the finiteness of the parameters in one pass over their buffer).
+    """
+    dtype, arch, arrays = _checked_structure(params)
+    if not all_finite(arrays):
+        validate_params(_concrete(params))  # names the parameter
+    x = validate_x(x, arch.x_dim, dtype)
+    validate_eps(eps, arch.latent_dims, x.shape[0], dtype)
+    return x
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,9 +360,8 @@ def sample_eps(rng, params_or_arch, k, batch, dtype=None):
         if isinstance(n, bool) or not isinstance(n, (int, np.integer, float)) or int(n) != n or n < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
     if isinstance(params_or_arch, dict):
-        arch = architecture_of(params_or_arch)
-        # architecture_of has checked that every array shares one dtype: read it off one array
-        dtype = dtype or np.result_type(getval(params_or_arch)["p_x"]["logits"]["W"])
+        params_dtype, arch = checked_structure(params_or_arch)
+        dtype = dtype or params_dtype
     else:
         arch = get_architecture(params_or_arch)
     dtype = np.dtype(dtype or np.float64)
@@ -313,8 +379,7 @@ def gaussian_layer(net, a):
 
     The same function for every Gaussian of the paper: ``q(h_1|x)``, ``q(h_{l+1}|h_l)`` and ``p(h_l|h_{l+1})``.
     """
-    top = tanh_mlp(net, a)
-    return dense(net["mu"], top), dense(net["log_sigma"], top)
+    return mlp(net, a, ("mu", "log_sigma"))  # one autograd node: tanh_mlp, then dense per head
 
 
 def sample_posterior(params, x, eps):
@@ -332,7 +397,7 @@ def sample_posterior(params, x, eps):
     h, q_stats, below = [], [], x
     for l in range(1, L + 1):
         mu, log_sigma = gaussian_layer(params[f"q_h{l}"], below)  # (batch, d) for l = 1, else (k, batch, d)
-        below = mu + anp.exp(log_sigma) * eps[l - 1]  # (k, batch, d_l)
+        below = reparameterize(mu, log_sigma, eps[l - 1])  # mu + sigma * eps, (k, batch, d_l)
         h.append(below)
         q_stats.append((mu, log_sigma))
     return h, q_stats
@@ -350,8 +415,8 @@ def recognition_stats(params, x, h):
 def generative_log_density_terms(params, x, h):
     r"""The terms of :math:`\log p_\theta(x, h)`: ``{"log_p_x_given_h1", "log_p_h{l}_given_h{l+1}", "log_p_h{L}"}``, each ``(k, batch)``."""
     L = len(h)
-    terms = {"log_p_x_given_h1": bernoulli_log_likelihood(x, dense(params["p_x"]["logits"],
-                                                                   tanh_mlp(params["p_x"], h[0])))}
+    (logits,) = mlp(params["p_x"], h[0], ("logits",))  # dense(logits layer, tanh_mlp(p_x, h_1))
+    terms = {"log_p_x_given_h1": bernoulli_log_likelihood(x, logits)}
     for l in range(1, L):
         mu, log_sigma = gaussian_layer(params[f"p_h{l}"], h[l])
         terms[f"log_p_h{l}_given_h{l + 1}"] = gaussian_log_density(h[l - 1], mu, log_sigma)
@@ -367,10 +432,10 @@ def recognition_log_density_terms(h, q_stats):
 
 
 def _total(terms):
-    total = 0.0
-    for term in terms.values():
-        total = total + term
-    return total
+    first, *rest = terms.values()
+    for term in rest:
+        first = first + term
+    return first
 
 
 def generative_log_density(params, x, h):
@@ -408,9 +473,7 @@ def log_weight_terms(params, x, eps, log_q_params=None, validate=True):
     estimators (STL, DReG): the score term drops out, the path through every ``h`` stays.
     """
     if validate:
-        dtype, arch = _validate(params)
-        x = validate_x(x, arch.x_dim, dtype)
-        validate_eps(eps, arch.latent_dims, x.shape[0], dtype)
+        x = validate_inputs(params, x, eps)
     h, q_stats = sample_posterior(params, x, eps)  # the recognition networks run once, for sampling and log q
     if log_q_params is not None:
         q_stats = recognition_stats(log_q_params, x, h)

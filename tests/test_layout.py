@@ -11,7 +11,7 @@ import iwae_np
 PACKAGE = Path(iwae_np.__file__).parent
 
 #: The paper's math, flat at the top: these import only each other.
-MATH = {"special", "primitives", "densities", "networks", "model", "bounds", "gradients", "estimators",
+MATH = {"buffers", "special", "primitives", "densities", "networks", "model", "bounds", "gradients", "estimators",
         "optimizers", "tree"}
 #: What each part of the package may import from the package (besides itself and ``iwae_np.__version__``).
 ALLOWED = {

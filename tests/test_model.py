@@ -224,3 +224,22 @@ def test_sample_eps_shapes_and_reproducible():
     for a, b in zip(e1, e2):
         np.testing.assert_array_equal(a, b)
     assert get_architecture(2) == PRESETS["two-layer"]
+
+
+def test_the_structure_is_checked_once_but_values_every_time():
+    # validation is cached per structure (names, shapes, dtypes); the values (finite parameters, binary x,
+    # finite noise) are checked at every call: a NaN after many good calls is still named
+    from iwae_np.tree import tree_map
+    params, x, eps = small_problem(TINY["one-layer"], k=2, batch=3, seed=4)
+    for _ in range(3):
+        log_importance_weights(params, x, eps)
+    bad = tree_map(np.copy, params)
+    bad["p_x"]["logits"]["W"][0, 0] = np.nan
+    with pytest.raises(ValueError, match="'p_x/logits/W' has non-finite"):
+        log_importance_weights(bad, x, eps)
+    wrong = tree_map(np.copy, params)
+    wrong["q_h1"]["mu"]["b"] = np.zeros(7)  # same names, another shape: a structure not seen before
+    with pytest.raises(ValueError):
+        log_importance_weights(wrong, x, eps)
+    with pytest.raises(ValueError, match="binary"):
+        log_importance_weights(params, x * 0.5, eps)

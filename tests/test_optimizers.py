@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 
@@ -112,3 +114,75 @@ def test_adam_follows_kingma_and_ba_step_by_step():
         params, state = adam_update(params, {"l": {"W": g}}, state, 1e-3)
         np.testing.assert_allclose(params["l"]["W"], expected[t], rtol=1e-13, atol=1e-15, err_msg=f"step {t + 1}")
 
+
+def leafwise_adam(params, grads, state, lr, b1=0.9, b2=0.999, eps=1e-4):
+    # the update written out array by array, in the same operations, as a reference for the flat one
+    t = state["t"] + 1
+    c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+    lr_t, eps_t = lr * math.sqrt(c2) / c1, eps * math.sqrt(c2)  # Python floats: float32 stays float32
+    m = tree_map(lambda m, g: b1 * m + (1 - b1) * g, state["m"], grads)
+    v = tree_map(lambda v, g: b2 * v + (g * g) * (1 - b2), state["v"], grads)
+    new = tree_map(lambda p, m, v: p - ((m / (np.sqrt(v) + eps_t)) * lr_t), params, m, v)
+    return new, {"m": m, "v": v, "t": t}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flat_adam_equals_leafwise_adam_bit_for_bit(dtype):
+    # Adam on the one flat buffer must be the same elementwise operations as leaf by leaf: catches a
+    # buffer whose order differs from the names, a half of the two-thread split updated twice or not at all
+    from iwae_np.tree import flat_buffer
+    target, loss, grad = quadratic_problem()
+    rng = np.random.default_rng(1)
+    params = tree_map(lambda t: rng.normal(size=np.shape(t)).astype(dtype), target)
+    state, ref_params, ref_state = adam_init(params), params, adam_init(params)
+    for _ in range(5):
+        g = tree_map(lambda a: a.astype(dtype), grad(params))
+        before = {name: value.copy() for name, value in flatten_tree(params).items()}
+        new, state = adam_update(params, g, state, 0.01)
+        ref_params, ref_state = leafwise_adam(ref_params, g, ref_state, 0.01)
+        for name, value in flatten_tree(params).items():
+            np.testing.assert_array_equal(value, before[name])  # the inputs (packed after step 1) are not modified
+        params = new
+        for tree, ref in [(params, ref_params), (state["m"], ref_state["m"]), (state["v"], ref_state["v"])]:
+            for a, b in zip(flatten_tree(tree).values(), flatten_tree(ref).values()):
+                assert a.dtype == dtype
+                np.testing.assert_array_equal(a, b)
+    assert flat_buffer(params) is not None and flat_buffer(state["m"]) is not None  # packed: no copy next step
+
+
+def test_adam_two_threads_give_the_one_thread_numbers(monkeypatch):
+    import iwae_np.primitives as P
+    rng = np.random.default_rng(2)
+    params = {"a": {"W": rng.normal(size=(301, 7))}, "b": {"W": rng.normal(size=5)}}
+    g = tree_map(lambda p: rng.normal(size=p.shape), params)
+    results = []
+    for threshold, cpus in [(1 << 40, 1), (2, 2)]:
+        monkeypatch.setattr(P, "PARALLEL_MIN_ELEMENTS", threshold)
+        monkeypatch.setattr(P, "_usable_cpus", lambda cpus=cpus: cpus)
+        results.append(adam_update(params, g, adam_init(params), 0.01)[0])
+    for a, b in zip(flatten_tree(results[0]).values(), flatten_tree(results[1]).values()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_maximize_takes_the_step_of_descending_minus_g_bit_for_bit(dtype):
+    _, _, grad = quadratic_problem()
+    rng = np.random.default_rng(3)
+    params = {"a": {"W": rng.normal(size=(3, 2)).astype(dtype), "b": rng.normal(size=2).astype(dtype)},
+              "c": {"W": rng.normal(size=4).astype(dtype)}}
+    state = adam_update(params, tree_map(lambda p: p.astype(dtype), grad(params)), adam_init(params), 0.01)[1]
+    g = tree_map(lambda a: a.astype(dtype), grad(params))
+    up = adam_update(params, g, state, 0.01, maximize=True)
+    down = adam_update(params, tree_map(lambda a: -a, g), state, 0.01)
+    for a, b in zip([up[0], up[1]["m"], up[1]["v"]], [down[0], down[1]["m"], down[1]["v"]]):
+        for x, y in zip(flatten_tree(a).values(), flatten_tree(b).values()):
+            np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(up[0]["c"]["W"], adam_update(params, g, state, 0.01)[0]["c"]["W"])  # the sign matters
+
+
+def test_adam_on_a_tree_of_mixed_dtypes_updates_leaf_by_leaf():
+    params = {"l": {"W": np.ones(3, np.float32), "b": np.ones(2)}}
+    g = {"l": {"W": np.full(3, 0.5, np.float32), "b": np.full(2, 0.5)}}
+    new, state = adam_update(params, g, adam_init(params), 0.1)
+    assert new["l"]["W"].dtype == np.float32 and new["l"]["b"].dtype == np.float64
+    np.testing.assert_allclose(new["l"]["b"], 1 - 0.1 * 0.5 / (0.5 + 1e-4), rtol=1e-15)

@@ -5,6 +5,7 @@ import autograd.numpy as anp
 import numpy as np
 import pytest
 import scipy.special
+import scipy.stats
 from autograd import grad
 
 from iwae_np.verify.gradcheck import FD_RTOL, compare_gradients, finite_difference_gradient
@@ -174,3 +175,109 @@ def test_float64_cotangent_into_float32_primitives_gives_float32_gradients(rng):
     assert grad(lambda l: anp.mean(bernoulli_logit_log_likelihood(xb, l)))(l).dtype == np.float32
     g = grad(lambda t: anp.mean(diagonal_gaussian_log_density(*t)))([f32(4, 2, 5), f32(2, 5), f32(2, 5)])
     assert [a.dtype for a in g] == [np.float32] * 3
+
+
+@pytest.mark.parametrize("mu_shape", [(2, 3), (4, 2, 3)])
+def test_reparameterize_value_and_gradients(rng, mu_shape):
+    from iwae_np.primitives import reparameterize
+    mu, s, eps = rng.normal(size=mu_shape), rng.normal(size=mu_shape) * 0.5, rng.normal(size=(4, 2, 3))
+    np.testing.assert_array_equal(reparameterize(mu, s, eps), mu + np.exp(s) * eps)  # the formula, exactly
+    c = rng.normal(size=(4, 2, 3))
+    assert_gradient_matches_central_differences(lambda t: weighted(reparameterize(t["mu"], t["s"], t["eps"]), c),
+                                                {"mu": mu, "s": s, "eps": eps})
+
+
+def test_standard_normal_log_density_value_and_gradient(rng):
+    from iwae_np.primitives import standard_normal_log_density
+    h = rng.normal(size=(3, 2, 5)) * 2
+    np.testing.assert_allclose(standard_normal_log_density(h), scipy.stats.norm.logpdf(h).sum(-1), rtol=1e-14)
+    c = rng.normal(size=(3, 2))
+    assert_gradient_matches_central_differences(lambda t: weighted(standard_normal_log_density(t["h"]), c), {"h": h})
+
+
+def test_tree_views_differentiate_the_flat_buffer_like_the_tree(rng):
+    # a function of the tree, differentiated through the views of one buffer, gives the tree's gradient in the
+    # buffer's order; a layer the function does not use gets exactly zero (even from a reused, dirty buffer)
+    from autograd import grad as agrad
+    from iwae_np.primitives import tree_views
+    from iwae_np.tree import flatten_tree, pack_tree
+    tree = {"a": {"l0": {"W": rng.normal(size=(3, 2)), "b": rng.normal(size=2)}},
+            "z": {"l1": {"W": rng.normal(size=(2, 4)), "b": rng.normal(size=4)}, "unused": {"W": rng.normal(size=2)}}}
+    x = rng.normal(size=(5, 3))
+    f = lambda t: anp.sum(tanh_affine(t["z"]["l1"], tanh_affine(t["a"]["l0"], x)) ** 2)
+    flat, layout, _ = pack_tree(tree)
+    dirty = np.full_like(flat, np.nan)
+    dirty[:] = 0.0  # grad_out must arrive zeroed; the primitive adds into it
+    g_flat = agrad(lambda v: f(tree_views(v, layout, dirty)))(flat)
+    expected = agrad(f)(tree)
+    got = dict(zip(layout.names, np.split(g_flat, np.cumsum(layout.sizes)[:-1])))
+    for name, value in flatten_tree(expected).items():
+        np.testing.assert_array_equal(got[name].reshape(value.shape), value)  # same ops, same numbers
+    assert np.all(got["z/unused/W"] == 0)
+    assert_gradient_matches_central_differences(lambda t: f(tree_views(t["flat"], layout)), {"flat": flat})
+
+
+def test_a_child_forked_after_the_helper_thread_ran_computes_without_hanging(rng, monkeypatch):
+    # Regression: the helper thread was a module-level executor; a child forked after it had run
+    # inherited the executor but not its thread, and hung waiting for it. The wait here is certain:
+    # the parent reads the pipe to its end, which comes when the child has written its result and
+    # exited, or has died (a hang ends in SIGALRM after HANG_GUARD_S: no result, the test fails).
+    import os
+    import signal
+    import iwae_np.primitives as P
+    if not hasattr(os, "fork"):
+        pytest.skip("needs os.fork")
+    HANG_GUARD_S = 300
+    monkeypatch.setattr(P, "_usable_cpus", lambda: 2)  # the helper runs even on a one-CPU machine
+    x = (rng.uniform(size=(8, 784)) < 0.4).astype(np.float64)
+    l = rng.normal(size=(50, 8, 784))  # 313,600 elements: split over the two threads
+    assert l.size >= P.PARALLEL_MIN_ELEMENTS
+    expected = bernoulli_logit_log_likelihood(x, l)
+    assert P._helper is not None and P._helper[0] == os.getpid()  # the helper thread has run
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: compute, write, exit; never return into pytest
+        try:
+            os.close(read_end)
+            signal.alarm(HANG_GUARD_S)
+            data = bernoulli_logit_log_likelihood(x, l).tobytes()
+            while data:
+                data = data[os.write(write_end, data):]
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    chunks = []
+    while True:
+        chunk = os.read(read_end, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status), "the child hung (killed by its alarm) or crashed"
+    np.testing.assert_array_equal(np.frombuffer(b"".join(chunks), dtype=expected.dtype), expected.ravel())
+
+
+@pytest.mark.parametrize("n_hidden", [0, 1, 2])
+def test_mlp_equals_its_layers_and_its_vjp_central_differences(rng, n_hidden):
+    # one node per network: the forward must be tanh_mlp then dense per head (bit for bit), and the
+    # hand-written backpropagation must match central differences for every layer, head and the input
+    from iwae_np.networks import dense, init_mlp, tanh_mlp
+    from iwae_np.primitives import mlp
+    net = init_mlp(rng, 3, [4, 5][:n_hidden], {"mu": 2, "log_sigma": 2}, np.float64)
+    net = {name: {key: value + 0.3 * rng.normal(size=value.shape) for key, value in layer.items()}
+           for name, layer in net.items()}
+    x = rng.normal(size=(2, 3, 3))
+    mu, log_sigma = mlp(net, x, ("mu", "log_sigma"))
+    top = tanh_mlp(net, x)
+    np.testing.assert_array_equal(mu, dense(net["mu"], top))
+    np.testing.assert_array_equal(log_sigma, dense(net["log_sigma"], top))
+    c1, c2 = rng.normal(size=(2, 3, 2)), rng.normal(size=(2, 3, 2))
+    f = lambda t: weighted(mlp(t["net"], t["x"], ("mu", "log_sigma"))[0], c1) + \
+        weighted(mlp(t["net"], t["x"], ("mu", "log_sigma"))[1] ** 2, c2)
+    assert_gradient_matches_central_differences(f, {"net": net, "x": x})
+    only_mu = grad(lambda n: weighted(mlp(n, x, ("mu",))[0], c1))(net)  # a head not asked for gets zeros
+    assert np.all(only_mu["log_sigma"]["W"] == 0) and np.any(only_mu["mu"]["W"] != 0)
+    f32 = {name: {key: v.astype(np.float32) for key, v in layer.items()} for name, layer in net.items()}
+    g32 = grad(lambda t: anp.mean(mlp(t, x.astype(np.float32), ("mu",))[0]))(f32)
+    assert all(v.dtype == np.float32 for layer in g32.values() for v in layer.values())

@@ -17,6 +17,8 @@ Examples:
       --eval-train-subset 500 --out runs/table-mnist5k
   # the paper's full protocol on MNIST (3,280 passes per cell: days per cell on a CPU core)
   iwae-np table --data mnist --download --out runs/table-mnist
+  # the same on a Dask cluster (each cell a task; --out on a file system every worker sees)
+  iwae-np table --data mnist --download --scheduler tcp://scheduler-host:8786 --out /shared/table-mnist
 """
 import sys
 import time
@@ -37,6 +39,9 @@ def add_arguments(p):
     p.add_argument("--layers", type=int, nargs="+", choices=[1, 2], default=[1, 2],
                    help="numbers of stochastic layers (default 1 2)")
     p.add_argument("--jobs", type=integer(1), default=None, help="parallel processes (default: the number of cores)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run each cell as a task on the Dask cluster of this scheduler (tcp://host:8786); --out "
+                        "must be a directory every worker sees (needs pip install -e '.[cluster]')")
     add_data_arguments(p)
     add_model_arguments(p, layers_option=False)
     add_schedule_arguments(p)
@@ -60,6 +65,10 @@ def run(args):
 
     if args.latent is not None and len(set(args.layers)) != 1:
         raise ValueError("a custom architecture (--latent) needs a single --layers value")
+    scheduler = None
+    if args.scheduler is not None:  # reach the cluster first: a wrong address fails before any data is read
+        from ..experiments.cluster import connect
+        scheduler = connect(args.scheduler)
     out = Path(args.out or f"runs/table-{args.data}")
     check_output_dir(out, "--out")
     base = config_kwargs_from_args(args)
@@ -73,7 +82,7 @@ def run(args):
     out.mkdir(parents=True, exist_ok=True)
     with claim_directory(out, ("results.json", "table.md")):
         results = run_table(cells, base, out, eval_opts, jobs=args.jobs, progress=not args.no_progress,
-                            log=lambda s: print(s, file=sys.stderr, flush=True))
+                            log=lambda s: print(s, file=sys.stderr, flush=True), scheduler=scheduler)
         results = with_shared_k1(results, args.objectives)
         wall = time.monotonic() - t0
         table = markdown_table(results, args.data, ks=args.k, layers=args.layers)

@@ -5,6 +5,7 @@
 - :mod:`~iwae_np.experiments.checkpoints`: checkpoints and exact resume;
 - :mod:`~iwae_np.experiments.evaluation`: :math:`\\mathcal L_{5000}`, active units, a run's evaluation;
 - :mod:`~iwae_np.experiments.table`: the Table 1 grid beside the paper's numbers;
+- :mod:`~iwae_np.experiments.cluster`: the grid on a Dask cluster, each cell a task (``table --scheduler``);
 - :mod:`~iwae_np.experiments.figures`: PNG figures;
 - :mod:`~iwae_np.experiments.snr`: the gradient signal-to-noise study of Rainforth et al. (2018).
 """

@@ -3,7 +3,8 @@ r"""Evaluation of a trained model (paper section 5): the test log-likelihood est
 - :func:`iwae_log_likelihood`: :math:`\mathcal L_k` per example with ``k = 5000`` by default, the
   paper's estimate of :math:`\log p(x)`. The k samples are processed in chunks and combined with a
   streaming logsumexp (:func:`streaming_logsumexp_update`), so memory is bounded for any k and the
-  result does not depend on the chunk size.
+  result does not depend on the chunk size; each batch of examples draws its noise from its own
+  generators (:func:`batch_noise`), so batches can be computed in other processes with the same result.
 - :func:`active_units`: :math:`A_u = \operatorname{Cov}_x(\mathbb E_{q(u|x)}[u])` per stochastic
   unit; a unit is active when :math:`A_u > 0.01` (paper section 5.2).
 
@@ -23,7 +24,8 @@ from ..model import architecture_of, log_importance_weights, sample_posterior, v
 from ..tree import tree_map
 from .checkpoints import load_run_checkpoint
 
-__all__ = ["streaming_logsumexp_update", "iwae_log_likelihood", "sample_chunk_size", "active_units",
+__all__ = ["streaming_logsumexp_update", "iwae_log_likelihood", "batch_log_likelihood", "batch_noise",
+           "sample_chunk_size", "active_units",
            "evaluate_run", "ACTIVE_UNIT_THRESHOLD", "MAX_CHUNK_ELEMENTS", "EVALUATION_NAME"]
 
 #: Decimals kept of each image's :math:`\mathcal L_k` in an evaluation (1e-6 nats: far below any standard error).
@@ -80,17 +82,48 @@ def _as_dtype(params, dtype):
     return tree_map(lambda p: np.asarray(p, dtype=dtype), params)
 
 
+def batch_noise(seed, index, n_stochastic):
+    """The noise generators of batch ``index``, one per stochastic layer, from the evaluation's ``seed``.
+
+    ``SeedSequence(seed, spawn_key=(index, l))``: independent streams that depend on the batch's index
+    alone, so a batch's noise is the same numbers whichever process evaluates it and in whatever order.
+    """
+    return [np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(index), l)))
+            for l in range(n_stochastic)]
+
+
+def batch_log_likelihood(params, xb, seed, index, k, chunk_size=None):
+    r""":math:`\mathcal L_k` of one batch ``xb (batch, D)`` (already validated, in the computation's dtype), the
+    k samples in chunks combined by :func:`streaming_logsumexp_update`, noise from :func:`batch_noise`. ``(batch,)`` float64."""
+    arch = architecture_of(params)
+    work_dtype = xb.dtype
+    b = xb.shape[0]
+    chunk = int(chunk_size) if chunk_size is not None else sample_chunk_size(arch, k, b)
+    streams = batch_noise(seed, index, arch.n_stochastic)
+    m, s = np.full(b, -np.inf), np.zeros(b)
+    for done in range(0, k, chunk):
+        c = min(chunk, k - done)
+        eps = [g.standard_normal((c, b, d)).astype(work_dtype, copy=False) for g, d in zip(streams, arch.latent_dims)]
+        log_w = log_importance_weights(params, xb, eps, validate=False)  # (c, batch)
+        m, s = streaming_logsumexp_update(m, s, np.asarray(log_w, dtype=np.float64))
+    return _streaming_result(m, s) - math.log(k)
+
+
 def iwae_log_likelihood(params, x, rng, k=5000, batch_size=100, chunk_size=None, dtype=np.float64,
-                        progress=None):
+                        progress=None, map_fn=None):
     r"""Per-example :math:`\mathcal L_k = \log \frac1k \sum_{i=1}^k w_i` (paper eq. 8), the log-likelihood estimate.
 
     ``x (N, D)`` binary. The examples go ``batch_size`` at a time; for each batch the k samples go
     ``chunk_size`` at a time (default: :func:`sample_chunk_size`, which bounds memory), and the
     chunks are combined with :func:`streaming_logsumexp_update`. Returns ``(N,)`` float64.
 
-    The noise of stochastic layer l comes from its own generator, seeded once from ``rng``, and
-    is drawn in ``(chunk, batch, d_l)`` blocks, so it is the same numbers whatever the chunk size:
-    the result depends on the chunk size only through the rounding of the sums (about 1e-15).
+    One number drawn from ``rng`` seeds the evaluation; batch ``j``'s noise comes from its own
+    generators (:func:`batch_noise`), drawn in ``(chunk, batch, d_l)`` blocks, so it is the same numbers
+    whatever the chunk size (the result depends on the chunk size only through the rounding of the
+    sums, about 1e-15) and wherever the batch is computed. ``map_fn(fn, items)``, if given, computes
+    the batches (a process pool's or a Dask client's map; default: one after the other here), and the
+    per-image results are the same bit for bit as without it when its workers use the same number of
+    BLAS threads (small matrix products round differently on different thread counts).
     ``dtype`` (float64 by default; ``None`` keeps the parameters' own) is the precision of the
     computation. ``progress`` is an optional callable, called with the number of examples done.
     """
@@ -107,24 +140,26 @@ def iwae_log_likelihood(params, x, rng, k=5000, batch_size=100, chunk_size=None,
     work_dtype = validate_params(params, check_values=False)
     arch = architecture_of(params)
     x = validate_x(x, arch.x_dim, work_dtype)  # (N, D)
-    k, n = int(k), x.shape[0]
-    streams = [np.random.default_rng(int(s)) for s in rng.integers(0, 2 ** 63, size=arch.n_stochastic)]
+    k, n, batch_size = int(k), x.shape[0], int(batch_size)
+    seed = int(rng.integers(0, 2 ** 63))
+    starts = range(0, n, batch_size)
+    items = [(params, x[start:start + batch_size], seed, j, k, chunk_size) for j, start in enumerate(starts)]
     out = np.empty(n, dtype=np.float64)
-    for start in range(0, n, batch_size):
-        xb = x[start:start + batch_size]  # (batch, D)
-        b = xb.shape[0]
-        chunk = int(chunk_size) if chunk_size is not None else sample_chunk_size(arch, k, b)
-        m, s = np.full(b, -np.inf), np.zeros(b)
-        for done in range(0, k, chunk):
-            c = min(chunk, k - done)
-            eps = [g.standard_normal((c, b, d)).astype(work_dtype, copy=False)
-                   for g, d in zip(streams, arch.latent_dims)]
-            log_w = log_importance_weights(params, xb, eps, validate=False)  # (c, batch)
-            m, s = streaming_logsumexp_update(m, s, np.asarray(log_w, dtype=np.float64))
-        out[start:start + b] = _streaming_result(m, s) - math.log(k)
+    if map_fn is not None:
+        for start, values in zip(starts, map_fn(_batch_item, items)):
+            out[start:start + len(values)] = values
         if progress is not None:
-            progress(start + b)
+            progress(n)
+        return out
+    for start, item in zip(starts, items):
+        out[start:start + batch_size] = batch_log_likelihood(*item)
+        if progress is not None:
+            progress(min(start + batch_size, n))
     return out
+
+
+def _batch_item(item):
+    return batch_log_likelihood(*item)
 
 
 def active_units(params, x, rng, threshold=ACTIVE_UNIT_THRESHOLD, batch_size=1000, dtype=np.float64):
@@ -170,7 +205,7 @@ def _binarized_train_subset(dataset, n, seed):
 
 
 def evaluate_run(run_dir, dataset, k=5000, train_subset=1000, seed=0, batch_size=100, chunk_size=None,
-                 progress=False):
+                 progress=False, map_fn=None):
     r"""Evaluate the model in ``run_dir``: test and training-subset NLL and active units.
 
     NLL is :math:`-\frac1N \sum_n \mathcal L_k(x_n)` with ``k`` samples (5000, the paper's), on the
@@ -180,7 +215,8 @@ def evaluate_run(run_dir, dataset, k=5000, train_subset=1000, seed=0, batch_size
     including ``test_L``, :math:`\mathcal L_k` of every test image (for paired comparisons: every model
     is evaluated on the same binarized test images).
     ``train_subset`` is an integer >= 0 (0: no training-set estimate); a larger one than the training
-    set evaluates all of it.
+    set evaluates all of it. ``map_fn``: computes the batches of :math:`\mathcal L_k` elsewhere (see
+    :func:`iwae_log_likelihood`).
     """
     from .. import __version__
     if isinstance(train_subset, bool) or not isinstance(train_subset, (int, np.integer)) or train_subset < 0:
@@ -202,7 +238,7 @@ def evaluate_run(run_dir, dataset, k=5000, train_subset=1000, seed=0, batch_size
         return lambda done: bar.update(offset + done - bar.n)
 
     test_L = iwae_log_likelihood(params, test, np.random.default_rng((seed, 0)), k=k, batch_size=batch_size,
-                                 chunk_size=chunk_size, progress=ticker(0))
+                                 chunk_size=chunk_size, progress=ticker(0), map_fn=map_fn)
     result = {"run_dir": str(run_dir), "data": getattr(dataset, "name", None), "objective": config["objective"],
               "k": config["k"], "layers": len(config["architecture"]["latent_dims"]),
               "architecture": config["architecture"], "dtype": config["dtype"], "seed": config["seed"],
@@ -217,7 +253,7 @@ def evaluate_run(run_dir, dataset, k=5000, train_subset=1000, seed=0, batch_size
     if train_subset:
         xtr = _binarized_train_subset(dataset, train_subset, seed)
         train_L = iwae_log_likelihood(params, xtr, np.random.default_rng((seed, 1)), k=k, batch_size=batch_size,
-                                      chunk_size=chunk_size, progress=ticker(test.shape[0]))
+                                      chunk_size=chunk_size, progress=ticker(test.shape[0]), map_fn=map_fn)
         result.update(n_train_eval=int(xtr.shape[0]), train_nll=float(-np.mean(train_L)),
                       overfitting_gap=float(-np.mean(test_L) + np.mean(train_L)))
     if bar is not None:

@@ -68,7 +68,8 @@ def table_cells(objectives=("vae", "iwae"), ks=(1, 5, 50), layers=(1, 2), share_
     return sorted(cells, key=lambda c: -(c["k"] + 4) * c["layers"])
 
 
-def run_cell(cell, base, out_dir, eval_opts, progress=False, log=print):
+def run_cell(cell, base, out_dir, eval_opts, progress=False, log=print, map_fn=None, checkpoint_every=300.0,
+             callback=None):
     """Train (or resume) and evaluate one cell; skip it when its evaluation is already on disk.
 
     ``base``: keyword arguments of :class:`TrainConfig` shared by every cell (architecture is
@@ -76,6 +77,9 @@ def run_cell(cell, base, out_dir, eval_opts, progress=False, log=print):
     evaluation dict, ``{"status": "interrupted", ...}``, or ``{"status": "failed", "error": ...}``
     when the cell cannot go on (a non-finite loss, a file in the way, a failed write: the
     message says which and nothing already written is lost); the other cells go on.
+    ``map_fn`` computes the batches of the evaluation elsewhere
+    (:func:`~iwae_np.experiments.evaluation.iwae_log_likelihood`); ``checkpoint_every`` and
+    ``callback(info)`` (after every step) go to :func:`train`.
     """
     run_dir = Path(out_dir) / cell["name"]
     eval_path = run_dir / EVALUATION_NAME
@@ -87,7 +91,7 @@ def run_cell(cell, base, out_dir, eval_opts, progress=False, log=print):
                     and (run_dir / CHECKPOINT_NAME).is_file()):
                 log(f"[{cell['name']}] already done: test NLL {done['test_nll']:.2f}")
                 return done
-        return _train_and_evaluate(cell, base, run_dir, eval_opts, progress, log)
+        return _train_and_evaluate(cell, base, run_dir, eval_opts, progress, log, map_fn, checkpoint_every, callback)
     except (ValueError, OSError) as err:  # NonFiniteLossError, ForeignFileError, CheckpointWriteError, ...
         log(f"[{cell['name']}] failed: {err}")
         return {"status": "failed", "name": cell["name"], "error": str(err)}
@@ -101,7 +105,8 @@ def cell_config(cell, base):
     return TrainConfig(architecture=arch, objective=cell["objective"], k=cell["k"], **base)
 
 
-def _train_and_evaluate(cell, base, run_dir, eval_opts, progress, log):
+def _train_and_evaluate(cell, base, run_dir, eval_opts, progress, log, map_fn=None, checkpoint_every=300.0,
+                        callback=None):
     config = cell_config(cell, base)
     dataset = dataset_from_spec(config.data)
     resume = (run_dir / CHECKPOINT_NAME).is_file()
@@ -109,6 +114,8 @@ def _train_and_evaluate(cell, base, run_dir, eval_opts, progress, log):
     log(f"[{cell['name']}] {'resuming' if resume else 'training'}: {config.total_passes} passes")
 
     def stage_log(info):
+        if callback is not None:
+            callback(info)
         record = info["stage_record"]
         if record is not None:
             bounds = (f"test L_{record['monitor_k']} {record['test_bound']:.2f}, train {record['train_bound']:.2f}"
@@ -116,12 +123,13 @@ def _train_and_evaluate(cell, base, run_dir, eval_opts, progress, log):
             log(f"[{cell['name']}] stage {record['stage']} done ({record['passes_done']} passes, "
                 f"{time.monotonic() - t0:.0f} s): {bounds}")
 
-    out = train(dataset, config, run_dir, resume=resume, progress=progress, callback=stage_log)
+    out = train(dataset, config, run_dir, resume=resume, progress=progress, callback=stage_log,
+                checkpoint_every=checkpoint_every)
     if out["status"] != "finished":
         log(f"[{cell['name']}] interrupted; its checkpoint is saved")
         return {"status": "interrupted", "name": cell["name"]}
     log(f"[{cell['name']}] trained in {time.monotonic() - t0:.0f} s; evaluating L_{eval_opts['k']}")
-    result = evaluate_run(run_dir, dataset, progress=progress, **eval_opts)
+    result = evaluate_run(run_dir, dataset, progress=progress, map_fn=map_fn, **eval_opts)
     result["cell"] = cell["name"]
     write_json(run_dir / EVALUATION_NAME, result)
     log(f"[{cell['name']}] test NLL {result['test_nll']:.2f}, active units {result['active_units']}")
@@ -204,16 +212,21 @@ def _worker(payload):
             os._exit(130)  # nobody to report to
 
 
-def run_table(cells, base, out_dir, eval_opts, jobs=None, progress=True, log=print):
+def run_table(cells, base, out_dir, eval_opts, jobs=None, progress=True, log=print, scheduler=None):
     """Run every cell (in ``jobs`` parallel processes, BLAS at one thread each) and return their results.
 
     The table directory is checked first (:func:`check_table_dir`) and held by this process while
     the cells run. Worker processes end when this process does, however it ends.
+    ``scheduler``: the address of a Dask scheduler (or a ``distributed.Client``): each cell runs as a
+    task on its cluster instead (:func:`iwae_np.experiments.cluster.run_table_on_cluster`).
     """
     out_dir = Path(out_dir)
     check_table_dir(cells, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with claim_directory(out_dir, ("results.json", "table.md")):
+        if scheduler is not None:
+            from .cluster import run_table_on_cluster
+            return run_table_on_cluster(cells, base, out_dir, eval_opts, scheduler, log=log)
         jobs = max(1, min(jobs or os.cpu_count() or 1, len(cells)))
         if jobs == 1:
             results = []

@@ -70,8 +70,7 @@ def train_step(params, opt_state, x, rng, k, lr, objective="iwae", adam=None):
     value_and_gradient = get_objective(objective, k)
     eps = sample_eps(rng, params, k, np.shape(x)[0])
     bound, grads = value_and_gradient(params, x, eps)
-    loss_grads = tree_map(lambda g: -g, grads)
-    params, opt_state = adam_update(params, loss_grads, opt_state, lr, **(adam or {}))
+    params, opt_state = adam_update(params, grads, opt_state, lr, maximize=True, **(adam or {}))  # descends -grads
     return params, opt_state, float(bound)
 
 
