@@ -27,28 +27,30 @@ Drivers and I/O below them, in subpackages (they import the math, never the othe
 """
 __version__ = "0.2.0"
 
-from .bounds import iwae_bound, iwae_objective, normalized_weights, vae_bound, vae_objective
-from .bounds import (ciwae_bound, ciwae_objective, miwae_bound, miwae_objective, renyi_bound,
-                     renyi_objective)
-from .data import (DATASETS, Dataset, binarize, load_dataset, read_amat, read_idx,
-                   read_omniglot_mat)
-from .estimators import (ESTIMATORS, ciwae_gradient, dreg_gradient, estimate_gradient, make_objective,
-                         miwae_gradient, piwae_gradient, renyi_gradient, rws_gradient, stl_gradient)
+# the paper's math
+from .special import log_mean_exp, logsumexp, sigmoid, softmax, softplus
 from .densities import bernoulli_log_likelihood, gaussian_log_density, standard_normal_log_density
-from .verify import check_model, compare_gradients, finite_difference_gradient
+from .networks import dense, glorot_uniform, init_dense, init_mlp, tanh_mlp
+from .model import (PRESETS, Architecture, NonFiniteLogWeightError, architecture_of, generative_log_density,
+                    get_architecture, init_params, log_importance_weights, log_weight_terms, recognition_log_density,
+                    sample_eps, sample_generative, sample_posterior)
+from .bounds import (ciwae_bound, ciwae_objective, iwae_bound, iwae_objective, miwae_bound, miwae_objective,
+                     normalized_weights, renyi_bound, renyi_objective, vae_bound, vae_objective)
 from .gradients import (average_gradient, importance_weighted_gradient, iwae_gradient,
                         iwae_value_and_gradient, log_weight_gradients, vae_gradient,
                         vae_value_and_gradient)
-from .model import (PRESETS, Architecture, architecture_of, generative_log_density, get_architecture,
-                    init_params, log_importance_weights, log_weight_terms, recognition_log_density, sample_eps,
-                    sample_generative, sample_posterior)
-from .networks import dense, glorot_uniform, init_dense, init_mlp, tanh_mlp
-from .optimizers import PAPER_ADAM, adam_init, adam_update
-from .special import log_mean_exp, logsumexp, sigmoid, softmax, softplus
-from .experiments import (NonFiniteLossError, TrainConfig, active_units, iwae_log_likelihood, load_checkpoint,
-                          paper_schedule, save_checkpoint, train, train_step)
+from .estimators import (ESTIMATORS, ciwae_gradient, dreg_gradient, estimate_gradient, make_objective,
+                         miwae_gradient, piwae_gradient, renyi_gradient, rws_gradient, stl_gradient)
+from .optimizers import PAPER_ADAM, NonFiniteGradientError, adam_init, adam_update
 from .tree import flatten_tree, tree_map, unflatten_tree
-from .oracle import check_results, compute_outputs, export_fixture, export_suite, load_fixture
+# drivers and I/O
+from .data import (DATASETS, Dataset, binarize, load_dataset, read_amat, read_idx,
+                   read_omniglot_mat)
+from .experiments import (CheckpointError, NonFiniteLossError, TrainConfig, active_units, iwae_log_likelihood,
+                          load_checkpoint, paper_schedule, save_checkpoint, train, train_step)
+from .verify import check_model, compare_gradients, finite_difference_gradient
+from .oracle import (check_results, compute_outputs, export_fixture, export_suite, load_fixture, replay_check,
+                     statistical_check)
 
 __all__ = [
     "__version__",
@@ -71,4 +73,6 @@ __all__ = [
     "ESTIMATORS", "stl_gradient", "dreg_gradient", "rws_gradient", "piwae_gradient", "miwae_gradient",
     "ciwae_gradient", "renyi_gradient", "estimate_gradient", "make_objective",
     "export_fixture", "export_suite", "load_fixture", "compute_outputs", "check_results",
+    "replay_check", "statistical_check",
+    "NonFiniteLogWeightError", "NonFiniteGradientError", "CheckpointError",
 ]

@@ -5,17 +5,21 @@
 - :mod:`~iwae_np.experiments.checkpoints`: checkpoints and exact resume;
 - :mod:`~iwae_np.experiments.evaluation`: :math:`\\mathcal L_{5000}`, active units, a run's evaluation;
 - :mod:`~iwae_np.experiments.table`: the Table 1 grid beside the paper's numbers;
+- :mod:`~iwae_np.experiments.claims`: the paper's claims tested on a finished table (paired over test images);
 - :mod:`~iwae_np.experiments.cluster`: the grid on a Dask cluster, each cell a task (``table --scheduler``);
 - :mod:`~iwae_np.experiments.figures`: PNG figures;
 - :mod:`~iwae_np.experiments.snr`: the gradient signal-to-noise study of Rainforth et al. (2018).
 """
-from .checkpoints import CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_params, save_checkpoint
+from .checkpoints import (CHECKPOINT_NAME, CheckpointError, CheckpointWriteError, load_checkpoint, load_params,
+                          save_checkpoint)
+from .claims import claims_report, paired_difference, table_claims
 from .evaluation import EVALUATION_NAME, active_units, evaluate_run, iwae_log_likelihood
 from .schedule import paper_schedule
 from .table import PAPER_TABLE1, PAPER_TABLE3, markdown_table, run_table, table_cells
 from .training import METRICS_NAME, NonFiniteLossError, TrainConfig, train, train_step
 
-__all__ = ["CHECKPOINT_NAME", "CheckpointError", "load_checkpoint", "load_params", "save_checkpoint",
+__all__ = ["CHECKPOINT_NAME", "CheckpointError", "CheckpointWriteError", "claims_report", "paired_difference",
+           "table_claims", "load_checkpoint", "load_params", "save_checkpoint",
            "EVALUATION_NAME", "active_units", "evaluate_run", "iwae_log_likelihood", "paper_schedule",
            "PAPER_TABLE1", "PAPER_TABLE3", "markdown_table", "run_table", "table_cells", "METRICS_NAME",
            "NonFiniteLossError", "TrainConfig", "train", "train_step"]
