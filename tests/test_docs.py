@@ -9,6 +9,10 @@
   attribute the module has (a renamed or removed function fails); every ``#anchor`` link (in the page,
   and from the README into it) names a heading that exists. The README's "From the paper to the code"
   table names only functions that exist.
+- The README's main-job table, its claims and the seed spread are what the committed
+  ``docs/reproduction/results/main-seed*/results.json`` format to, and the committed ``table.md`` (what
+  the command printed) says the same: a hand-edited number, or a formatter that changed since the run,
+  fails here.
 - No document or module cites "SPEC", a file users never receive.
 """
 import contextlib
@@ -232,3 +236,46 @@ def test_no_document_or_module_cites_spec():
 def test_github_slug(heading, slug):
     # GitHub's rule (github-slugger): lowercase, drop everything but letters, digits, _, - and spaces, spaces to -
     assert github_slug(heading) == slug
+
+
+# ---------------------------------------------------------------------------------------------
+# README: the main job's printed table, claims and seed spread, against the committed results
+
+MAIN_RUNS = ROOT / "docs" / "reproduction" / "results"
+
+
+def main_results(seed):
+    import json
+    return json.loads((MAIN_RUNS / f"main-seed{seed}" / "results.json").read_text())
+
+
+def test_readme_main_job_table_and_claims_are_what_the_committed_results_format_to():
+    from iwae_np.experiments.claims import claims_report
+    from iwae_np.experiments.table import markdown_table
+
+    results = main_results(0)
+    printed = (MAIN_RUNS / "main-seed0" / "table.md").read_text()
+    table = markdown_table(results, "fashion-mnist", ks=[1, 50], layers=[1])
+    claims = claims_report([r for r in results if r.get("status") == "finished"], "fashion-mnist")
+    assert printed.startswith(table + "\n\n"), "table.md's table is not what results.json formats to"
+    assert printed.rstrip("\n").endswith(claims), "table.md's claims are not what results.json formats to"
+    assert "**reproduced**" in claims and "contradicted" not in claims.split("Verdicts:")[0]
+    readme = README.read_text()
+    assert printed.strip() in readme, "the README must show the main job's table.md verbatim"
+    wall = re.search(r"Wall time (\d+) s", printed).group(1)
+    assert f"wall time {wall} s" in readme
+
+
+def test_readme_seed_spread_is_what_the_committed_results_give():
+    from iwae_np.experiments.claims import seed_spread, table_claims
+
+    lists = [table_claims(main_results(seed), 1, "MNIST") for seed in (0, 1, 2)]
+    spread = seed_spread(lists)
+    a = [c for claims in lists for c in claims if c.key == "a"]
+    row_a = (" | ".join(f"{c.difference.mean:.2f} ± {c.difference.se:.2f}" for c in a)
+             + f" | {spread['a']['mean']:.2f} | {spread['a']['sd']:.2f} |")
+    row_c = (" | ".join(str(v) for v in (int(x) for x in spread["c"]["values"]))
+             + f" | {spread['c']['mean']:.1f} | {spread['c']['sd']:.1f} |")
+    readme = README.read_text()
+    assert "| (a) VAE − IWAE at k = 50, nats | " + row_a in readme, row_a
+    assert "| (c) IWAE − VAE active units at k = 50 | " + row_c in readme, row_c
