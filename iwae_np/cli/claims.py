@@ -12,7 +12,7 @@ printed too: that spread, not the standard error within one run, says how repeat
 
 Examples:
   iwae-np claims runs/table-fashion
-  iwae-np claims runs/main-seed0 runs/main-seed1 runs/main-seed2
+  iwae-np claims runs/main runs/main-seed1 runs/main-seed2
 """
 import sys
 from pathlib import Path
