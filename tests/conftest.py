@@ -70,3 +70,17 @@ def require_module(name):
         if REQUIRE_OPTIONAL:
             pytest.fail(f"{name} is not installed, and IWAE_NP_REQUIRE_OPTIONAL=1 (CI) requires it")
         pytest.skip(f"{name} is not installed (pip install -e '.[test]' installs it)")
+
+
+def record_minibatches(monkeypatch):
+    """Wrap the training loop's ``train_step`` to record a copy of every minibatch it is given."""
+    from iwae_np.experiments import training
+    seen = []
+    real = training.train_step
+
+    def recording(params, opt_state, x, *args, **kwargs):
+        seen.append(np.array(x))
+        return real(params, opt_state, x, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_step", recording)
+    return seen

@@ -229,6 +229,11 @@ def test_statistical_rejects_bad_input(stat_fixture, tmp_path, capsys):
         statistical_check(stat_fixture, {**draws, "bound.iwae": draws["bound.iwae"][:, :3]})
     with pytest.raises(oracle.OracleInputError, match="not per-draw quantities"):
         statistical_check(stat_fixture, {**draws, "log_w": np.zeros((20, 3, 8))})
+    grads = sorted(key for key in draws if key.startswith("grad.iwae."))
+    assert grads, "the candidate's draws should include gradients"
+    with pytest.raises(oracle.OracleInputError, match=f"statistical results give some grad.iwae.. but not all: "
+                                                      f"missing key '{grads[0]}'"):
+        statistical_check(stat_fixture, {key: a for key, a in draws.items() if key != grads[0]})
 
 
 @pytest.mark.parametrize("mode", ["replay", "statistical"])

@@ -9,13 +9,13 @@ import types
 
 import numpy as np
 
-from iwae_np.experiments import training
 from iwae_np.experiments.evaluation import evaluate_run, iwae_log_likelihood
 from iwae_np.experiments.checkpoints import load_checkpoint
 from iwae_np.experiments.schedule import paper_schedule
 from iwae_np.experiments.training import TrainConfig, train
 from iwae_np.model import Architecture
 from iwae_np.tree import flatten_tree
+from conftest import record_minibatches
 
 D = 12
 ARCH = Architecture(D, (2,), ((6,),), ((6,),))
@@ -34,19 +34,6 @@ def gray_dataset(n_train=4, n_test=6):
     binary_test = (np.random.default_rng(0).uniform(size=test.shape) < test).astype(np.float64)
     return types.SimpleNamespace(name="gray", train=train, test=test, train_mean=train.mean(0),
                                  fixed_binarization=False, binarized_test=lambda seed=0: binary_test)
-
-
-def record_minibatches(monkeypatch):
-    """Wrap the loop's ``train_step`` to record every minibatch it is given."""
-    seen = []
-    real = training.train_step
-
-    def recording(params, opt_state, x, *args, **kwargs):
-        seen.append(np.array(x))
-        return real(params, opt_state, x, *args, **kwargs)
-
-    monkeypatch.setattr(training, "train_step", recording)
-    return seen
 
 
 def config(passes, **kw):

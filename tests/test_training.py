@@ -12,6 +12,7 @@ from iwae_np.experiments.checkpoints import load_checkpoint, load_params, save_c
 from iwae_np.experiments.schedule import paper_schedule
 from iwae_np.experiments.training import NonFiniteLossError, TrainConfig, train
 from iwae_np.tree import flatten_tree
+from conftest import record_minibatches
 
 D = 12
 ARCH = Architecture(D, (3,), ((8,),), ((8,),))
@@ -230,14 +231,7 @@ def test_each_pass_binarizes_afresh_in_a_fresh_order_without_replacement(tmp_pat
     gray = np.concatenate([ids, np.full((n, D - D_id), 0.5)], axis=1)  # (7, 12)
     ds = types.SimpleNamespace(name="gray", train=gray, test=gray, train_mean=gray.mean(0),
                                fixed_binarization=False, binarized_test=lambda seed=0: np.round(gray))
-    seen = []
-    real = training.train_step
-
-    def recording(params, opt_state, x, *args, **kwargs):
-        seen.append(np.array(x))
-        return real(params, opt_state, x, *args, **kwargs)
-
-    monkeypatch.setattr(training, "train_step", recording)
+    seen = record_minibatches(monkeypatch)
     passes = 40
     train(ds, config(batch_size=n, schedule=[{"passes": passes, "lr": 1e-3}], monitor_size=0), tmp_path, progress=False)
     assert len(seen) == passes  # one minibatch of all 7 images a pass

@@ -13,7 +13,7 @@ from ..estimators import (ciwae_gradient, dreg_gradient, miwae_gradient, piwae_g
 from ..gradients import iwae_gradient, vae_gradient
 from ..model import log_weight_terms
 from ..tree import flatten_tree
-from .format import grad_key
+from .format import OracleInputError, grad_key
 
 __all__ = ["default_settings", "GRADIENTS", "BOUNDS", "compute_outputs"]
 
@@ -45,6 +45,22 @@ GRADIENTS = {
     "rws": lambda params, x, eps, s: rws_gradient(params, x, eps),
     "piwae": lambda params, x, eps, s: piwae_gradient(params, x, eps, s["piwae_M"]),
 }
+
+def gradients_given(results, names, what):
+    """The objectives whose gradient ``results`` gives for every parameter in ``names`` (all or none of each).
+
+    ``what`` names the results in the error, e.g. ``"replay results"``.
+    """
+    out = []
+    for g in GRADIENTS:
+        given = [p for p in names if grad_key(g, p) in results]
+        if given and len(given) != len(names):
+            missing = next(p for p in names if grad_key(g, p) not in results)
+            raise OracleInputError(f"{what} give some grad.{g}.* but not all: missing key {grad_key(g, missing)!r}")
+        if given:
+            out.append(g)
+    return out
+
 
 #: Per-example bounds, name -> function (log_w, settings) -> (batch,).
 BOUNDS = {

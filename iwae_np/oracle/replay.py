@@ -25,7 +25,7 @@ import scipy.stats
 from .compare import compare_arrays
 from .diagnosis import diagnose_exact
 from .format import Fixture, OracleInputError, grad_key, load_fixture, load_results
-from .quantities import BOUNDS, GRADIENTS, compute_outputs, default_settings
+from .quantities import BOUNDS, GRADIENTS, compute_outputs, default_settings, gradients_given
 from .variants import recover_eps
 
 __all__ = ["EPS_ALPHA", "ReplayReport", "replay_check", "noise_statistics"]
@@ -116,15 +116,7 @@ def _read_candidate(fixture, results):
         if key in results and np.shape(results[key]) != shape:
             raise OracleInputError(f"shape mismatch for {key!r}: results have {list(np.shape(results[key]))}, "
                                    f"expected {list(shape)}")
-    gradients = []
-    for g in GRADIENTS:
-        given = [p for p in names if grad_key(g, p) in results]
-        if given and len(given) != len(names):
-            missing = next(p for p in names if grad_key(g, p) not in results)
-            raise OracleInputError(f"replay results give some grad.{g}.* but not all: missing key "
-                                   f"{grad_key(g, missing)!r}")
-        if given:
-            gradients.append(g)
+    gradients = gradients_given(results, names, "replay results")
     return h, kc, gradients
 
 

@@ -32,7 +32,7 @@ from ..model import log_importance_weights, sample_eps
 from ..tree import flatten_tree
 from .diagnosis import VariantMatch
 from .format import Fixture, OracleInputError, grad_key, load_fixture, load_results
-from .quantities import BOUNDS, GRADIENTS
+from .quantities import BOUNDS, GRADIENTS, gradients_given
 from .variants import VARIANTS, evaluate, evaluate_with_gradient, tile_batch
 
 __all__ = ["POWER", "MIN_DRAWS", "QuantityTest", "StatisticalReport", "statistical_check", "welch_z",
@@ -133,15 +133,7 @@ def read_draws(fixture, results):
             raise OracleInputError(f"{key!r} has non-finite values")
     if N < MIN_DRAWS:
         raise OracleInputError(f"statistical mode needs at least {MIN_DRAWS} draws, the results have {N}")
-    gradients = []
-    for g in GRADIENTS:
-        given = [p for p in names if grad_key(g, p) in results]
-        if given and len(given) != len(names):
-            missing = next(p for p in names if grad_key(g, p) not in results)
-            raise OracleInputError(f"statistical results give some grad.{g}.* but not all: missing key "
-                                   f"{grad_key(g, missing)!r}")
-        if given:
-            gradients.append(g)
+    gradients = gradients_given(results, names, "statistical results")
     return N, {key: np.asarray(results[key], np.float64) for key in results}, gradients
 
 
