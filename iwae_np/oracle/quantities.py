@@ -15,7 +15,7 @@ from ..model import log_weight_terms
 from ..tree import flatten_tree
 from .format import OracleInputError, grad_key
 
-__all__ = ["default_settings", "GRADIENTS", "BOUNDS", "compute_outputs"]
+__all__ = ["default_settings", "GRADIENTS", "BOUNDS", "compute_outputs", "gradients_given"]
 
 
 def default_settings(k):
@@ -45,6 +45,7 @@ GRADIENTS = {
     "rws": lambda params, x, eps, s: rws_gradient(params, x, eps),
     "piwae": lambda params, x, eps, s: piwae_gradient(params, x, eps, s["piwae_M"]),
 }
+
 
 def gradients_given(results, names, what):
     """The objectives whose gradient ``results`` gives for every parameter in ``names`` (all or none of each).
