@@ -19,6 +19,7 @@ import contextlib
 import doctest
 import importlib
 import io
+import json
 import re
 from pathlib import Path
 
@@ -245,7 +246,6 @@ MAIN_RUNS = ROOT / "docs" / "reproduction" / "results"
 
 
 def main_results(seed):
-    import json
     return json.loads((MAIN_RUNS / f"main-seed{seed}" / "results.json").read_text())
 
 
