@@ -2,12 +2,15 @@ r"""Lower bounds on :math:`\log p(x)`: the paper's VAE and IWAE bounds (eq. 3 an
 
 Per-example estimators take log weights ``log_w (k, batch)`` and return ``(batch,)``;
 the ``*_objective`` functions take ``(params, x, eps)`` and return the batch mean, the number
-that training ascends (its negative is the loss minimized) and autograd differentiates.
+that training ascends (its negative is the loss minimized). Their gradients, at the end of this
+module, are autograd's: paper eq. 7 for the VAE, eq. 14 for IWAE (:mod:`iwae_np.gradients` writes
+eq. 14 out as a weighted sum and the tests hold the two equal).
 """
 import math
 
 import autograd.numpy as anp
 import numpy as np
+from autograd import grad, value_and_grad
 from autograd.tracer import getval
 
 from .model import log_importance_weights
@@ -15,15 +18,20 @@ from .special import log_mean_exp, mean, softmax
 
 __all__ = ["vae_bound", "iwae_bound", "normalized_weights", "vae_objective", "iwae_objective",
            "miwae_bound", "ciwae_bound", "renyi_bound", "miwae_objective", "ciwae_objective",
-           "renyi_objective", "check_log_w"]
+           "renyi_objective", "check_log_w", "vae_gradient", "iwae_gradient", "vae_value_and_gradient",
+           "iwae_value_and_gradient", "miwae_gradient", "ciwae_gradient", "renyi_gradient"]
 
 
 def check_log_w(log_w):
-    """``log_w`` must be a ``(k, batch)`` array with ``k >= 1`` samples; ``ValueError`` naming the shape otherwise.
+    """``log_w`` must be a ``(k, batch)`` array of real numbers with ``k >= 1`` samples; ``ValueError`` naming the problem.
 
     (A 1-D or 3-D array would otherwise be reduced over the wrong axis, and ``k = 0`` gives NaN.)
     """
-    shape = np.shape(getval(log_w))
+    value = getval(log_w)
+    dtype = np.asarray(value).dtype
+    if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+        raise ValueError(f"log_w must be an array of real numbers, got dtype {dtype}")
+    shape = np.shape(value)
     if len(shape) != 2 or shape[0] < 1:
         raise ValueError(f"log_w must have shape (k, batch) with k >= 1 samples, got shape {shape}")
 
@@ -154,3 +162,18 @@ def ciwae_objective(params, x, eps, beta):
 def renyi_objective(params, x, eps, alpha):
     """Batch mean of :func:`renyi_bound` at the samples given by ``eps``."""
     return mean(renyi_bound(log_importance_weights(params, x, eps), alpha))
+
+
+# ---------------------------------------------------------------------------------------------
+# the gradients: autograd differentiates the objectives through log w, the reparameterized latents
+# h(eps, x, phi) and every network (paper section 3); each is a tree shaped like ``params``
+
+#: Paper eq. 7: :math:`\nabla_{\theta,\phi} \frac1k \sum_i \log w_i` (batch mean).
+vae_gradient = grad(vae_objective)
+#: Paper eq. 14: :math:`\nabla_{\theta,\phi} \mathcal L_k` (batch mean).
+iwae_gradient = grad(iwae_objective)
+vae_value_and_gradient = value_and_grad(vae_objective)
+iwae_value_and_gradient = value_and_grad(iwae_objective)
+miwae_gradient = grad(miwae_objective)
+ciwae_gradient = grad(ciwae_objective)
+renyi_gradient = grad(renyi_objective)

@@ -5,13 +5,19 @@ r"""Log densities of the model's distributions (paper section 2).
 - :func:`bernoulli_log_likelihood`: :math:`\log p(x \mid h_1)` from logits.
 
 All sum over the last axis (the units) and broadcast over the leading ones
-(samples ``k`` and examples ``batch``).
+(samples ``k`` and examples ``batch``). Written in ``autograd.numpy``; autograd differentiates them.
 """
+import math
 
-from .primitives import bernoulli_logit_log_likelihood, diagonal_gaussian_log_density
-from .primitives import standard_normal_log_density as _standard_normal_log_density
+import autograd.numpy as anp
 
-__all__ = ["gaussian_log_density", "standard_normal_log_density", "bernoulli_log_likelihood"]
+from .special import softplus
+
+__all__ = ["gaussian_log_density", "standard_normal_log_density", "bernoulli_log_likelihood", "LOG_2PI"]
+
+#: :math:`\log 2\pi`, the constant of every Gaussian log density.
+LOG_2PI = math.log(2.0 * math.pi)
+
 
 def gaussian_log_density(h, mu, log_sigma):
     r"""Diagonal Gaussian log density, summed over the last axis.
@@ -22,22 +28,15 @@ def gaussian_log_density(h, mu, log_sigma):
 
     ``log_sigma`` is the log *standard deviation* (the paper's sigma = exp of a linear layer).
     Shapes broadcast: ``h (k, batch, d)`` against ``mu, log_sigma (batch, d)`` or ``(k, batch, d)``;
-    the result drops the last axis.
-
-    Computed by the primitive :func:`iwae_np.primitives.diagonal_gaussian_log_density` (this formula
-    with ``z = (h - mu) * exp(-log_sigma)``), whose VJP is the closed form
-    :math:`\partial h = -z/\sigma`, :math:`\partial \mu = z/\sigma`, :math:`\partial \log\sigma = z^2 - 1`.
+    the result drops the last axis. ``(h - mu) / sigma`` is computed as ``(h - mu) * exp(-log_sigma)``.
     """
-    return diagonal_gaussian_log_density(h, mu, log_sigma)
+    z = (h - mu) * anp.exp(-log_sigma)  # (..., d)
+    return -0.5 * anp.sum(LOG_2PI + 2.0 * log_sigma + z * z, axis=-1)
 
 
 def standard_normal_log_density(h):
-    r"""The prior :math:`\log \mathcal N(h; 0, I) = -\frac12 \sum_j [\log 2\pi + h_j^2]`.
-
-    Computed by the primitive :func:`iwae_np.primitives.standard_normal_log_density` (one autograd
-    node instead of four), whose VJP is the closed form :math:`\partial h = -h`.
-    """
-    return _standard_normal_log_density(h)
+    r"""The prior :math:`\log \mathcal N(h; 0, I) = -\frac12 \sum_j [\log 2\pi + h_j^2]`."""
+    return -0.5 * anp.sum(LOG_2PI + h * h, axis=-1)
 
 
 def bernoulli_log_likelihood(x, logits):
@@ -54,13 +53,7 @@ def bernoulli_log_likelihood(x, logits):
           = x l - log(1 + e^l)                 # 1 - sigma(l) = 1 / (1 + e^l)
           = x l - softplus(l)
 
-    No ``log(sigmoid(l))``, no clipping: finite for every finite logit, with an absolute error of
-    at most about one unit in the last place of ``l`` (from the cancellation in ``x l - softplus(l)``). ``softplus`` is the
-    stable ``max(l, 0) + log1p(exp(-|l|))`` (not ``np.logaddexp``, a slow scalar loop).
-    ``x (batch, D)`` broadcasts against ``logits (k, batch, D)``.
-
-    Computed by the primitive :func:`iwae_np.primitives.bernoulli_logit_log_likelihood` as
-    :math:`\sum_j [(x_j l_j - \max(l_j, 0)) - \operatorname{log1p}(e^{-|l_j|})]`, whose VJP is the closed
-    form :math:`\partial l = x - \sigma(l)` (the derivative of softplus is the sigmoid).
+    No ``log(sigmoid(l))``, no clipping: finite for every finite logit, with the stable
+    :func:`iwae_np.special.softplus`. ``x (batch, D)`` broadcasts against ``logits (k, batch, D)``.
     """
-    return bernoulli_logit_log_likelihood(x, logits)
+    return anp.sum(x * logits - softplus(logits), axis=-1)

@@ -1,4 +1,4 @@
-r"""Gradient estimators and the bounds beyond the paper (beyond the paper).
+r"""Gradient estimators beyond the paper (STL, DReG, RWS, PIWAE) and the registry of training objectives.
 
 Every bound here is a function of the log weights, :math:`\mathcal L(\log w_1, \dots, \log w_k)`,
 so every gradient estimator has the form
@@ -38,33 +38,31 @@ the bound; STL is biased for k > 1 and unbiased at k = 1 (and for the VAE estima
 
 PIWAE (Rainforth et al. 2018): theta ascends IWAE over all ``k = M * K`` samples, phi ascends
 MIWAE(M, K): one forward pass and two vector-Jacobian products.
+
+Everything here is differentiated by autograd on :mod:`iwae_np.model` (the definition).
+:data:`OBJECTIVES` is the one list of the objectives, their hyperparameter, bound and weights:
+the command line, the objective names stored in checkpoints and the oracle read it.
 """
 import functools
 from typing import NamedTuple
 
 import autograd.numpy as anp
 import numpy as np
+from autograd import make_vjp, value_and_grad
 from autograd.tracer import getval
 
-from .bounds import (check_alpha, check_beta, check_groups, ciwae_bound, ciwae_objective, iwae_bound,
-                     miwae_bound, miwae_objective, normalized_weights, renyi_bound, renyi_objective,
-                     vae_bound)
-from .gradients import (iwae_gradient, iwae_value_and_gradient, tree_grad, tree_make_vjp, tree_value_and_grad,
-                        vae_value_and_gradient)
+from .bounds import (check_alpha, check_beta, check_groups, ciwae_bound, iwae_bound, iwae_gradient, miwae_bound,
+                     normalized_weights, renyi_bound, vae_bound)
 from .model import log_importance_weights, recognition_log_density, sample_posterior
 from .special import mean, softmax
 from .tree import tree_map
 
-__all__ = ["ESTIMATORS", "OBJECTIVES", "SampleWeights", "stop_gradient", "bound_and_weights", "path_log_weights",
-           "weighted_gradients",
+__all__ = ["ESTIMATORS", "OBJECTIVES", "Objective", "SampleWeights", "stop_gradient", "bound_and_weights",
+           "path_log_weights", "weighted_gradients",
            "iwae_sample_weights", "vae_sample_weights", "miwae_sample_weights",
            "ciwae_sample_weights", "renyi_sample_weights", "piwae_sample_weights", "sample_weights",
-           "stl_gradient", "dreg_gradient", "rws_gradient", "piwae_gradient", "miwae_gradient",
-           "ciwae_gradient", "renyi_gradient", "estimate_gradient", "make_objective", "objective_name",
-           "parse_objective_name", "get_objective"]
-
-#: The bounds training can ascend; ``piwae`` uses two (IWAE for theta, MIWAE for phi).
-OBJECTIVES = ("vae", "iwae", "miwae", "ciwae", "piwae", "renyi")
+           "stl_gradient", "dreg_gradient", "rws_gradient", "piwae_gradient", "estimate_gradient", "merge_gradients",
+           "check_estimator", "make_objective", "objective_name", "parse_objective_name", "get_objective"]
 
 
 def _is_recognition(network):
@@ -74,11 +72,6 @@ def _is_recognition(network):
 def stop_gradient(tree):
     """A constant copy of a parameter tree: its array values, unboxed from autograd's tracer."""
     return tree_map(getval, getval(tree))
-
-
-def _merge(theta_from, phi_from):
-    """The generative networks of one gradient tree with the recognition networks of another."""
-    return {net: (phi_from if _is_recognition(net) else theta_from)[net] for net in theta_from}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,26 +140,67 @@ def piwae_sample_weights(log_w, M):
     return SampleWeights(np.asarray(normalized_weights(log_w)), miwae.phi, miwae.dreg)
 
 
+class Objective(NamedTuple):
+    """A training objective: its bound and its per-sample weights, each a function of ``(log_w, value)``.
+
+    ``hyper`` names its one hyperparameter (``"M"``, ``"beta"``, ``"alpha"``) or is None; ``default``
+    is the hyperparameter's value when none is given (None: it must be given). ``check`` checks a value.
+    """
+    hyper: str
+    default: object
+    check: object
+    bound: object
+    sample_weights: object
+
+
+def _checked_M(M):
+    check_groups(M, M)  # M must be a positive integer
+    return int(M)
+
+
+#: Every objective training can ascend, by name. ``piwae`` uses two bounds: the one reported (and
+#: ascended by theta) is IWAE over all ``M * K`` samples, phi ascends MIWAE(M, K).
+OBJECTIVES = {
+    "vae": Objective(None, None, None, lambda log_w, _: vae_bound(log_w), lambda log_w, _: vae_sample_weights(log_w)),
+    "iwae": Objective(None, None, None, lambda log_w, _: iwae_bound(log_w), lambda log_w, _: iwae_sample_weights(log_w)),
+    "miwae": Objective("M", 1, _checked_M, miwae_bound, miwae_sample_weights),
+    "ciwae": Objective("beta", None, check_beta, ciwae_bound, ciwae_sample_weights),
+    "piwae": Objective("M", 1, _checked_M, lambda log_w, M: iwae_bound(log_w), piwae_sample_weights),
+    "renyi": Objective("alpha", None, check_alpha, renyi_bound, renyi_sample_weights),
+}
+
+
+def _objective(objective):
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; choose one of {list(OBJECTIVES)}")
+    return OBJECTIVES[objective]
+
+
+def _hyper_value(objective, M=1, beta=None, alpha=None):
+    """The value of the objective's hyperparameter among ``M, beta, alpha``, checked; ValueError for a value it ignores."""
+    spec = _objective(objective)
+    given = {"M": M, "beta": beta, "alpha": alpha}
+    for name, value in given.items():
+        if name != spec.hyper and value is not None and not (name == "M" and value == 1):
+            takers = [o for o, spec in OBJECTIVES.items() if spec.hyper == name]
+            raise ValueError(f"{name} = {value!r} applies to the {' and '.join(takers)} "
+                             f"objective{'s' if len(takers) > 1 else ''} only, not {objective!r}")
+    if spec.hyper is None:
+        return None
+    value = given[spec.hyper]
+    return spec.check(spec.default if value is None else value)
+
+
 def bound_and_weights(objective, M=1, beta=None, alpha=None):
     """``(bound(log_w) -> (batch,), sample_weights(log_w) -> SampleWeights)`` of a named objective."""
-    if objective == "vae":
-        return vae_bound, vae_sample_weights
-    if objective == "iwae":
-        return iwae_bound, iwae_sample_weights
-    if objective == "miwae":
-        return (lambda log_w: miwae_bound(log_w, M)), (lambda log_w: miwae_sample_weights(log_w, M))
-    if objective == "piwae":  # the bound reported is the one theta ascends: IWAE over all M * K samples
-        return iwae_bound, (lambda log_w: piwae_sample_weights(log_w, M))
-    if objective == "ciwae":
-        return (lambda log_w: ciwae_bound(log_w, beta)), (lambda log_w: ciwae_sample_weights(log_w, beta))
-    if objective == "renyi":
-        return (lambda log_w: renyi_bound(log_w, alpha)), (lambda log_w: renyi_sample_weights(log_w, alpha))
-    raise ValueError(f"unknown objective {objective!r}; choose one of {list(OBJECTIVES)}")
+    spec, value = _objective(objective), _hyper_value(objective, M, beta, alpha)
+    return (lambda log_w: spec.bound(log_w, value)), (lambda log_w: spec.sample_weights(log_w, value))
 
 
 def sample_weights(log_w, objective="iwae", M=1, beta=None, alpha=None):
     """The :class:`SampleWeights` of a named objective at the log weights ``log_w (k, batch)``."""
     return bound_and_weights(objective, M, beta, alpha)[1](np.asarray(getval(log_w)))
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,7 +217,7 @@ def path_log_weights(params, x, eps):
 def weighted_gradients(log_w_fn, params, weights_fn, *which):
     r"""One forward pass of ``log_w_fn``, then :math:`\frac1B \sum_{i,b} c_{i,b} \nabla \log w_{i,b}` for each
     field of ``weights_fn(log_w)`` named in ``which``. Returns ``(log_w, weights, [gradient trees])``."""
-    vjp, log_w = tree_make_vjp(log_w_fn)(params)  # log_w (k, batch)
+    vjp, log_w = make_vjp(log_w_fn)(params)  # log_w (k, batch)
     weights = weights_fn(log_w)
     batch = np.shape(log_w)[1]
     cache = {}
@@ -194,6 +228,14 @@ def weighted_gradients(log_w_fn, params, weights_fn, *which):
     return log_w, weights, [cache[id(getattr(weights, field))] for field in which]
 
 
+def check_estimator(estimator):
+    """``estimator`` (None meaning ``"iwae"``) must be one of :data:`ESTIMATORS`; returns its name."""
+    estimator = "iwae" if estimator is None else estimator
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; choose one of {list(ESTIMATORS)}")
+    return estimator
+
+
 def estimate_gradient(params, x, eps, objective="iwae", estimator="iwae", M=1, beta=None, alpha=None):
     r"""``(bound, gradient)``: the batch-mean bound at ``eps`` and an estimate of its ascent direction.
 
@@ -202,26 +244,29 @@ def estimate_gradient(params, x, eps, objective="iwae", estimator="iwae", M=1, b
     ``"rws"`` for phi, see the module docstring; theta always as the bound's own gradient.
     ``objective`` is one of :data:`OBJECTIVES`; ``M`` for miwae / piwae, ``beta`` for ciwae, ``alpha`` for renyi.
     """
-    estimator = "iwae" if estimator is None else estimator
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {estimator!r}; choose one of {list(ESTIMATORS)}")
+    estimator = check_estimator(estimator)
     bound_fn, weights_fn = bound_and_weights(objective, M, beta, alpha)
     full = lambda p: log_importance_weights(p, x, eps)  # noqa: E731
 
     if estimator == "iwae" and objective != "piwae":
-        return tree_value_and_grad(lambda p: mean(bound_fn(full(p))))(params)
+        return value_and_grad(lambda p: mean(bound_fn(full(p))))(params)
     if estimator in ("iwae", "rws"):
         log_w, weights, (g_theta, g_phi) = weighted_gradients(full, params, weights_fn, "theta", "phi")
         if estimator == "rws":  # phi ascends sum_i c_i log q_phi(stop(h_i) | x)
             x = np.asarray(getval(x), dtype=log_w.dtype)  # already validated by the forward pass
             h = [getval(h_l) for h_l in sample_posterior(stop_gradient(params), x, eps)[0]]  # stopped
             batch = np.shape(log_w)[1]
-            g_phi = tree_grad(lambda p: anp.sum(weights.phi * recognition_log_density(p, x, h)) / batch)(params)
+            g_phi = value_and_grad(lambda p: anp.sum(weights.phi * recognition_log_density(p, x, h)) / batch)(params)[1]
     else:  # stl and dreg: the path derivative, weighted by c or by the DReG weights d
         phi_field = "phi" if estimator == "stl" else "dreg"
         log_w, _, (g_theta, g_phi) = weighted_gradients(
             lambda p: path_log_weights(p, x, eps), params, weights_fn, "theta", phi_field)
-    return mean(bound_fn(log_w)), _merge(g_theta, g_phi)
+    return mean(bound_fn(log_w)), merge_gradients(g_theta, g_phi)
+
+
+def merge_gradients(theta_from, phi_from):
+    """The generative networks (theta) of one gradient tree with the recognition networks (phi) of another."""
+    return {net: (phi_from if _is_recognition(net) else theta_from)[net] for net in theta_from}
 
 
 def stl_gradient(params, x, eps):
@@ -245,38 +290,28 @@ def piwae_gradient(params, x, eps, M):
 
 
 #: Gradient estimators of the batch-mean IWAE bound: name -> ``f(params, x, eps)`` -> ascent-gradient tree.
+#: ``iwae`` is autograd's gradient of the bound (paper eq. 14).
 ESTIMATORS = {"iwae": iwae_gradient, "stl": stl_gradient, "dreg": dreg_gradient, "rws": rws_gradient}
 
-#: Autograd's gradients of the batch-mean bounds (the paper's reparameterized estimator for each).
-miwae_gradient = tree_grad(miwae_objective)
-ciwae_gradient = tree_grad(ciwae_objective)
-renyi_gradient = tree_grad(renyi_objective)
 
-
-def make_objective(objective="iwae", estimator=None, k=None, M=1, beta=None, alpha=None):
+def make_objective(objective="iwae", estimator=None, k=None, M=1, beta=None, alpha=None, estimate=None):
     """A training objective ``fn(params, x, eps) -> (batch-mean bound, ascent-gradient tree)``.
 
     Checks the names and hyperparameters now (``ValueError`` naming the problem): ``M`` must divide
     ``k`` (when ``k`` is given) for miwae / piwae, ``beta`` in [0, 1] for ciwae, a finite ``alpha`` for renyi.
+    ``estimate`` computes it, with the signature of :func:`estimate_gradient` (the default, the definition);
+    the fast engine passes its own (:func:`iwae_np.fast.estimate_gradient`).
     """
-    estimator = "iwae" if estimator is None else estimator
-    if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; choose one of {list(OBJECTIVES)}")
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {estimator!r}; choose one of {list(ESTIMATORS)}")
-    if objective in ("miwae", "piwae"):
-        check_groups(k if k is not None else int(M), M)
-    elif M != 1:
-        raise ValueError(f"M = {M} applies to the miwae and piwae objectives only, not {objective!r}")
-    if objective == "ciwae":
-        check_beta(beta)
-    if objective == "renyi":
-        check_alpha(alpha)
+    estimator = check_estimator(estimator)
+    _hyper_value(objective, M, beta, alpha)
+    if objective in ("miwae", "piwae") and k is not None:
+        check_groups(k, M)
+    estimate = estimate_gradient if estimate is None else estimate
 
     def objective_fn(params, x, eps):
         if k is not None and np.shape(eps[0])[0] != k:
             raise ValueError(f"this objective was made for k = {k} samples, eps has {np.shape(eps[0])[0]}")
-        return estimate_gradient(params, x, eps, objective, estimator, M=M, beta=beta, alpha=alpha)
+        return estimate(params, x, eps, objective, estimator, M=M, beta=beta, alpha=alpha)
 
     objective_fn.__name__ = f"{objective}_{estimator}"
     return objective_fn
@@ -292,15 +327,9 @@ def objective_name(objective="iwae", estimator=None, M=1, beta=None, alpha=None)
     Only the hyperparameter the objective uses is written, and the estimator unless it is ``"iwae"``
     (the paper's): ``objective_name("iwae")`` is ``"iwae"``, the name of the core's own objective.
     """
-    estimator = "iwae" if estimator is None else estimator
-    make_objective(objective, estimator, M=M, beta=beta, alpha=alpha)  # checks every setting
-    hyper = ""
-    if objective in ("miwae", "piwae"):
-        hyper = f":M={int(M)}"
-    elif objective == "ciwae":
-        hyper = f":beta={float(beta)!r}"
-    elif objective == "renyi":
-        hyper = f":alpha={float(alpha)!r}"
+    estimator = check_estimator(estimator)
+    value = _hyper_value(objective, M, beta, alpha)  # checks every setting
+    hyper = "" if value is None else f":{OBJECTIVES[objective].hyper}={value!r}"
     return objective + hyper + ("" if estimator == "iwae" else f"+{estimator}")
 
 
@@ -313,7 +342,7 @@ def parse_objective_name(name):
     settings = {"objective": objective, "estimator": estimator or "iwae", "M": 1, "beta": None, "alpha": None}
     if hyper:
         key, _, value = hyper.partition("=")
-        if key not in ("M", "beta", "alpha") or not value:
+        if key not in {o.hyper for o in OBJECTIVES.values()} - {None} or not value:
             raise ValueError(f"objective name {name!r}: expected objective[:M=..|beta=..|alpha=..][+estimator]")
         try:
             settings[key] = int(value) if key == "M" else float(value)
@@ -324,28 +353,23 @@ def parse_objective_name(name):
     return settings
 
 
-#: The paper's two objectives: autograd's value and gradient of the batch-mean bound, no wrapper.
-_PAPER_OBJECTIVES = {"vae": vae_value_and_gradient, "iwae": iwae_value_and_gradient}
-
-
-def get_objective(name, k=None):
+def get_objective(name, k=None, estimate=None):
     """The training objective called ``name``: ``fn(params, x, eps) -> (batch-mean bound, ascent gradient)``.
 
     ``name`` is ``"vae"``, ``"iwae"`` or a canonical name of an objective beyond the paper with its
     estimator, ``objective[:M=..|beta=..|alpha=..][+estimator]`` such as ``"miwae:M=5+dreg"`` (see
     :func:`objective_name`); names are rebuilt on every lookup (cached), so a name stored in a
-    checkpoint trains again in a fresh process. ``k`` checks that M divides it.
+    checkpoint trains again in a fresh process. ``k`` checks that M divides it. ``estimate``: as for
+    :func:`make_objective`.
     """
-    if name in _PAPER_OBJECTIVES:
-        return _PAPER_OBJECTIVES[name]
-    return _objective_from_name(name, k)
+    return _objective_from_name(name, k, estimate)
 
 
 @functools.lru_cache(maxsize=None)
-def _objective_from_name(name, k):
+def _objective_from_name(name, k, estimate):
     try:
         settings = parse_objective_name(name)
     except ValueError as err:
         raise ValueError(f"unknown objective {name!r}; choose one of {list(OBJECTIVES)} "
                          f"or a name like 'miwae:M=5+dreg' ({err})") from None
-    return make_objective(k=k, **settings)
+    return make_objective(k=k, estimate=estimate, **settings)

@@ -1,87 +1,22 @@
-r"""Gradients of the bounds (paper section 3, eq. 7 and 14).
+r"""The paper's gradient estimators written out (section 3, eq. 7 and 14), from per-sample gradients.
 
-- :func:`vae_gradient`, :func:`iwae_gradient`: autograd's gradients of the batch-mean objectives
-  on fixed noise ``eps`` (paper eq. 7 and eq. 14), through the reparameterized latents.
-- :func:`log_weight_gradients`: the per-sample gradients :math:`\nabla \log w_i`, one
+- :func:`log_weight_gradients`: the per-sample gradients :math:`\nabla \log w_i` by autograd, one
   backward pass per sample and example.
-- :func:`importance_weighted_gradient`: the paper's eq. 14 written out,
-  :math:`\sum_i \tilde w_i \nabla \log w_i`, from those per-sample gradients. The tests hold it
-  against :func:`iwae_gradient`: the two must agree to rounding.
+- :func:`importance_weighted_gradient`: eq. 14, :math:`\sum_i \tilde w_i \nabla \log w_i`.
+- :func:`average_gradient`: eq. 7, :math:`\frac1k \sum_i \nabla \log w_i`.
+
+The gradients themselves, autograd's of the bounds, are :func:`iwae_np.bounds.iwae_gradient` and
+:func:`iwae_np.bounds.vae_gradient`; the tests hold them equal to these sums, parameter by parameter.
+Meant for checking, not for training (``k * batch`` backward passes).
 """
-import functools
-
 import numpy as np
-from autograd import make_vjp, value_and_grad
+from autograd import make_vjp
 
-from .bounds import iwae_objective, normalized_weights, vae_objective
+from .bounds import normalized_weights
 from .model import log_importance_weights
-from .primitives import tree_views
-from .buffers import new_buffer
-from .tree import pack_tree, tree_map
+from .tree import tree_map
 
-__all__ = ["vae_gradient", "iwae_gradient", "vae_value_and_gradient", "iwae_value_and_gradient",
-           "log_weight_gradients", "importance_weighted_gradient", "average_gradient",
-           "tree_value_and_grad", "tree_grad", "tree_make_vjp"]
-
-
-def _flat(params):
-    """``(flat, layout)`` of a parameter tree that can be differentiated through one buffer, else None."""
-    packed = pack_tree(params)
-    if packed is None or packed[1].units is None:
-        return None
-    return packed[0], packed[1]
-
-
-def tree_make_vjp(fun):
-    r"""autograd's ``make_vjp`` of ``fun(params, *args)`` with respect to the parameter tree ``params``.
-
-    ``tree_make_vjp(fun)(params, *args)`` returns ``(vjp, value)``; ``vjp(c)`` is the gradient tree of
-    :math:`\sum c \cdot` ``fun``, named like ``params``. The tree is differentiated as one flat buffer
-    (:func:`iwae_np.primitives.tree_views`: one node per layer), and the gradient tree is views into
-    one flat gradient buffer, which :func:`iwae_np.optimizers.adam_update` then updates in one pass.
-    Trees that share no buffer (arrays of several dtypes) are differentiated as they are.
-    """
-    @functools.wraps(fun)
-    def vjp_and_value(params, *args, **kwargs):
-        found = _flat(params)
-        if found is None:
-            return make_vjp(lambda p: fun(p, *args, **kwargs))(params)
-        flat, layout = found
-        vjp, value = make_vjp(lambda f: fun(tree_views(f, layout), *args, **kwargs))(flat)
-        return (lambda c: layout.views(vjp(c))), value  # several vjp calls: each its own fresh buffer
-    return vjp_and_value
-
-
-def tree_value_and_grad(fun):
-    """``(value, gradient tree)`` of a scalar ``fun(params, *args)``, as autograd's ``value_and_grad`` (see :func:`tree_make_vjp`)."""
-    @functools.wraps(fun)
-    def value_and_gradient(params, *args, **kwargs):
-        found = _flat(params)
-        if found is None:
-            return value_and_grad(fun)(params, *args, **kwargs)
-        flat, layout = found
-        grad_out = new_buffer(layout.size, layout.dtype, zero=True)
-        value, g = value_and_grad(lambda f: fun(tree_views(f, layout, grad_out), *args, **kwargs))(flat)
-        return value, layout.views(g)
-    return value_and_gradient
-
-
-def tree_grad(fun):
-    """The gradient tree of a scalar ``fun(params, *args)``, as autograd's ``grad`` (see :func:`tree_make_vjp`)."""
-    value_and_gradient = tree_value_and_grad(fun)
-
-    @functools.wraps(fun)
-    def gradient(params, *args, **kwargs):
-        return value_and_gradient(params, *args, **kwargs)[1]
-    return gradient
-
-
-#: Paper eq. 7: :math:`\nabla_{\theta,\phi} \frac1k \sum_i \log w_i` (batch mean), a tree like ``params``.
-vae_gradient = tree_grad(vae_objective)
-#: Paper eq. 14: :math:`\nabla_{\theta,\phi} \mathcal L_k` (batch mean) by automatic differentiation.
-iwae_gradient = tree_grad(iwae_objective)
-vae_value_and_gradient = tree_value_and_grad(vae_objective)
-iwae_value_and_gradient = tree_value_and_grad(iwae_objective)
+__all__ = ["log_weight_gradients", "importance_weighted_gradient", "average_gradient"]
 
 
 def log_weight_gradients(params, x, eps):
@@ -89,7 +24,7 @@ def log_weight_gradients(params, x, eps):
 
     Returns ``(log_w, grads)``: ``log_w (k, batch)`` and a tree like ``params`` whose leaves have
     shape ``(k, batch) + leaf.shape``. One forward pass, then ``k * batch`` backward passes
-    (one per basis vector of the output): meant for checking, not for training.
+    (one per basis vector of the output).
     """
     vjp, log_w = make_vjp(lambda p: log_importance_weights(p, x, eps))(params)
     k, batch = log_w.shape

@@ -11,9 +11,8 @@ A layer is a dict ``{"W": ..., "b": ...}``; an MLP is a dict of named layers
 """
 import math
 
+import autograd.numpy as anp
 import numpy as np
-
-from .primitives import affine, tanh_affine
 
 __all__ = ["glorot_uniform", "init_dense", "dense", "tanh_mlp", "init_mlp"]
 
@@ -30,16 +29,8 @@ def init_dense(rng, n_in, n_out, dtype=np.float64):
 
 
 def dense(layer, x):
-    r"""Affine map :math:`y = x W + b` over the last axis of ``x``.
-
-    Leading axes (samples ``k``, examples ``batch``) are folded into one so the whole
-    stack of samples goes through a single matrix product: ``(k, batch, n_in) -> (k, batch, n_out)``.
-
-    Computed by the primitive :func:`iwae_np.primitives.affine`, which takes the layer dict whole
-    and has the closed-form VJP :math:`\partial W = x^T G`, :math:`\partial b = \sum_{rows} G`,
-    :math:`\partial x = G W^T` (one autograd node instead of an index per key, a product and a sum).
-    """
-    return affine(layer, x)
+    r"""Affine map :math:`y = x W + b` over the last axis of ``x``: ``(k, batch, n_in) -> (k, batch, n_out)``."""
+    return x @ layer["W"] + layer["b"]
 
 
 def init_mlp(rng, n_in, hidden, heads, dtype=np.float64):
@@ -62,11 +53,9 @@ def tanh_mlp(params, x):
     r"""Hidden layers :math:`a \leftarrow \tanh(a W_i + b_i)` for ``hidden_0, hidden_1, ...``.
 
     Returns the last hidden activation; the caller applies the linear heads with :func:`dense`.
-    Each layer is the primitive :func:`iwae_np.primitives.tanh_affine`, whose VJP uses
-    :math:`\tanh'(a) = 1 - \tanh(a)^2 = 1 - y^2` from the layer's output.
     """
     a, i = x, 0
     while f"hidden_{i}" in params:
-        a = tanh_affine(params[f"hidden_{i}"], a)  # tanh(a W_i + b_i)
+        a = anp.tanh(dense(params[f"hidden_{i}"], a))
         i += 1
     return a

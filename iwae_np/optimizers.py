@@ -1,24 +1,18 @@
-r"""Adam (Kingma & Ba 2015) over a parameter tree, with the IWAE paper's settings.
+r"""Adam (Kingma & Ba 2015, Algorithm 1) over a parameter tree, with the IWAE paper's settings.
 
 The paper (section 5) uses beta1 = 0.9, beta2 = 0.999 and eps = 1e-4 (Adam's own default is
 1e-8; the larger eps damps steps of parameters whose gradients are tiny). The state is a plain
-dict ``{"m": tree, "v": tree, "t": int}`` so it goes into checkpoints as it is.
-
-The update is elementwise, so it runs on the whole tree at once: parameters, gradient and moments
-are each one flat buffer behind the named arrays (:func:`iwae_np.tree.pack_tree`), and every line
-of the update is one vectorized pass over all parameters instead of one small pass per array.
-Trees that are not packed yet (a user's own dict of arrays) are copied into a buffer first; the
-trees returned are packed, so the next step takes no copy.
+dict ``{"m": tree, "v": tree, "t": int}`` so it goes into checkpoints as it is. The update is
+written leaf by leaf, one line per line of the algorithm; the fast engine's Adam
+(:func:`iwae_np.fast.adam_update`) runs the same update over one flat buffer.
 """
 import math
 
 import numpy as np
 
-from .buffers import new_buffer
-from . import primitives
-from .tree import all_finite, check_same_structure, flatten_tree, pack_tree, tree_map
+from .tree import check_same_structure, flatten_tree, tree_map
 
-__all__ = ["adam_init", "adam_update", "PAPER_ADAM", "NonFiniteGradientError"]
+__all__ = ["adam_init", "adam_update", "check_adam_settings", "PAPER_ADAM", "NonFiniteGradientError"]
 
 #: The paper's Adam hyperparameters.
 PAPER_ADAM = {"b1": 0.9, "b2": 0.999, "eps": 1e-4}
@@ -30,49 +24,36 @@ class NonFiniteGradientError(ValueError):
 
 def adam_init(params):
     """Zero first and second moments shaped like ``params``, step count 0."""
-    packed = pack_tree(params)
-    if packed is None:  # leaves of several dtypes: one array per leaf
-        zeros = lambda p: np.zeros_like(p)
-        return {"m": tree_map(zeros, params), "v": tree_map(zeros, params), "t": 0}
-    _, layout, _ = packed
-    return {"m": layout.views(new_buffer(layout.size, layout.dtype, zero=True)),
-            "v": layout.views(new_buffer(layout.size, layout.dtype, zero=True)), "t": 0}
+    return {"m": tree_map(np.zeros_like, params), "v": tree_map(np.zeros_like, params), "t": 0}
 
 
-def _adam_arrays(p, g, m, v, lr_t, eps_t, b1, b2, maximize, new=np.empty_like):
-    r"""One Adam step on arrays of one shape: returns fresh ``(p, m, v)``, made by ``new(like)``; the inputs are not modified.
+def _is_real(v):
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
 
-    ``maximize`` takes the step on :math:`-g`: the same numbers bit for bit, with the sign folded in
-    (``(1 - b1) (-g) = -((1 - b1) g)`` and ``(-g)^2 = g^2`` exactly). Large arrays are updated in
-    two halves at once (:func:`iwae_np.primitives.in_two_halves`); every element goes through the
-    same operations whatever the split.
+
+def check_adam_settings(lr, b1, b2, eps, state):
+    """Adam's settings and step count; ``ValueError`` naming the problem.
+
+    ``lr > 0``, ``0 <= b1, b2 < 1`` and ``eps > 0``, finite numbers (``b1 = 1`` divides by ``1 - b1^t = 0``,
+    ``eps = 0`` by a zero ``sqrt(v)``, a negative ``lr`` steps uphill); ``state["t"]`` an integer >= 0.
     """
-    p_new, m_new, v_new = new(p), new(m), new(v)
-    arrays = [np.reshape(a, -1) for a in (p, g, m, v, p_new, m_new, v_new)]
-
-    def run(lo, hi):
-        p, g, m, v, p_new, m_new, v_new = (a[lo:hi] for a in arrays)
-        np.multiply(m, b1, out=m_new)
-        g1 = np.multiply(g, 1 - b1, out=p_new)        # p_new as scratch until the last line
-        if maximize:
-            m_new -= g1                               # m <- beta1 m + (1 - beta1) g, with g = -grads
-        else:
-            m_new += g1                               # m <- beta1 m + (1 - beta1) g
-        g2 = np.multiply(g, g, out=g1)
-        g2 *= 1 - b2
-        np.multiply(v, b2, out=v_new)
-        v_new += g2                                   # v <- beta2 v + (1 - beta2) g^2
-        step = np.sqrt(v_new, out=g2)
-        step += eps_t
-        np.divide(m_new, step, out=step)
-        step *= lr_t
-        np.subtract(p, step, out=p_new)               # theta <- theta - alpha m_hat / (sqrt(v_hat) + eps)
-
-    primitives.in_two_halves(run, arrays[0].size, parallel=arrays[0].size >= primitives.PARALLEL_MIN_ELEMENTS)
-    return p_new, m_new, v_new
+    if not (_is_real(lr) and lr > 0):
+        raise ValueError(f"the learning rate lr must be a finite number > 0, got {lr!r}")
+    for name, value in (("b1", b1), ("b2", b2)):
+        if not (_is_real(value) and 0 <= value < 1):
+            raise ValueError(f"Adam's {name} must be a number in [0, 1), got {value!r}")
+    if not (_is_real(eps) and eps > 0):
+        raise ValueError(f"Adam's eps must be a finite number > 0, got {eps!r}")
+    t = state.get("t") if isinstance(state, dict) else None
+    if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
+        raise ValueError(f"the Adam state's step count t must be an integer >= 0, got {t!r}")
 
 
-def _check_finite(grads):
+def _check_trees(params, grads, state):
+    # the gradient and the moments shaped like the parameters, the gradient finite
+    check_same_structure(grads, params, what="gradient tree")
+    check_same_structure(state["m"], params, what="Adam state 'm'")
+    check_same_structure(state["v"], params, what="Adam state 'v'")
     for name, g in flatten_tree(grads).items():
         if not np.all(np.isfinite(g)):
             raise NonFiniteGradientError(f"gradient of {name!r} is not finite; refusing to update")
@@ -88,39 +69,25 @@ def adam_update(params, grads, state, lr, b1=0.9, b2=0.999, eps=1e-4, maximize=F
         \hat m &= m / (1 - \beta_1^t), \qquad \hat v = v / (1 - \beta_2^t) \\
         \theta &\leftarrow \theta - \alpha\, \hat m / (\sqrt{\hat v} + \epsilon)
 
-    Computed with Kingma & Ba's equivalent form
-    :math:`\theta \leftarrow \theta - \alpha_t m / (\sqrt v + \hat\epsilon)`,
-    :math:`\alpha_t = \alpha \sqrt{1 - \beta_2^t} / (1 - \beta_1^t)`, :math:`\hat\epsilon = \epsilon \sqrt{1 - \beta_2^t}`,
-    on the flat buffer of the whole tree (the same operations, element by element, as leaf by leaf).
     ``maximize=True`` ascends ``grads`` instead (PyTorch's flag of the same name): the step of
-    :math:`g = -\text{grads}`, the same numbers bit for bit. Returns ``(new_params, new_state)``, trees of
-    views into fresh buffers; the inputs are not modified. Every array keeps the dtype of its
-    parameter (the hyperparameters are Python floats). Raises ``ValueError`` when ``grads`` (or
-    the state) does not have the structure and shapes of ``params``, and
-    :class:`NonFiniteGradientError` (a ``ValueError``) when a gradient is not finite.
+    :math:`g = -\text{grads}`. Returns ``(new_params, new_state)``; the inputs are not modified. Every
+    array keeps the dtype of its parameter (the hyperparameters are Python floats). Raises what
+    :func:`check_adam_settings` raises, ``ValueError`` when ``grads`` or the moments are not shaped like
+    ``params``, and :class:`NonFiniteGradientError` (a ``ValueError``) when a gradient is not finite.
     """
-    t = state["t"] + 1
-    c1, c2 = 1 - b1 ** t, 1 - b2 ** t  # bias corrections
-    # m_hat / (sqrt(v_hat) + eps) = (sqrt(c2) / c1) * m / (sqrt(v) + eps sqrt(c2)): Kingma & Ba's
-    # section 2 rewrite, the same number with two fewer passes over each array
-    lr_t, eps_t = lr * math.sqrt(c2) / c1, eps * math.sqrt(c2)
-    packed = [pack_tree(tree) for tree in (params, grads, state["m"], state["v"])]
-    layouts = {id(found[1]) for found in packed if found is not None}
-    if None in packed or len(layouts) != 1:  # different structures (an error below), or dtypes that share no buffer
-        check_same_structure(grads, params, what="gradient tree")
-        check_same_structure(state["m"], params, what="Adam state 'm'")
-        check_same_structure(state["v"], params, what="Adam state 'v'")
-        _check_finite(grads)
-        new = tree_map(lambda *a: _adam_arrays(*a, lr_t, eps_t, b1, b2, maximize), params, grads, state["m"], state["v"])
-        pick = lambda i: _pick(new, i)
-        return pick(0), {"m": pick(1), "v": pick(2), "t": t}
-    (p, layout, _), (g, _, _), (m, _, _), (v, _, _) = packed
-    if not all_finite([g]):
-        _check_finite(grads)
-    p, m, v = _adam_arrays(p, g, m, v, lr_t, eps_t, b1, b2, maximize,
-                           new=lambda like: new_buffer(like.size, like.dtype))
-    return layout.views(p), {"m": layout.views(m), "v": layout.views(v), "t": t}
+    check_adam_settings(lr, b1, b2, eps, state)
+    _check_trees(params, grads, state)
+    t = int(state["t"]) + 1
+    lr, b1, b2, eps = float(lr), float(b1), float(b2), float(eps)
 
+    def step(p, g, m, v):
+        g = -g if maximize else g
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat = m / (1 - b1 ** t)
+        v_hat = v / (1 - b2 ** t)
+        return p - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
 
-def _pick(tree, i):
-    return {key: _pick(value, i) if isinstance(value, dict) else value[i] for key, value in tree.items()}
+    new = tree_map(step, params, grads, state["m"], state["v"])
+    pick = lambda i: tree_map(lambda leaf: leaf[i], new)  # noqa: E731  (the leaves of new are (p, m, v) tuples)
+    return pick(0), {"m": pick(1), "v": pick(2), "t": t}

@@ -44,10 +44,13 @@ def m(name, description, tests, *edits):
 
 
 MODEL = "iwae_np/model.py"
-PRIM = "iwae_np/primitives.py"
+DENS = "iwae_np/densities.py"
+PRIM = "iwae_np/fast/primitives.py"
+FAST_OPT = "iwae_np/fast/optimizers.py"
 TRAIN = "iwae_np/experiments/training.py"
 EVAL = "iwae_np/experiments/evaluation.py"
 T = "tests/"
+FAST = T + "test_fast_engine.py"
 
 MUTATIONS = [
     # --- the bugs issue 11 found no test for
@@ -60,11 +63,12 @@ MUTATIONS = [
        '    return np.asarray(x_gray, dtype=np.float64)')),
     m("log-sigma-as-log-variance", "read the log_sigma head as a log variance everywhere (sigma = exp(head / 2))",
       [T + "test_model.py", T + "test_densities.py"],
-      (MODEL, 'return dense(net["mu"], top), dense(net["log_sigma"], top)',
-       'return dense(net["mu"], top), 0.5 * dense(net["log_sigma"], top)')),
+      (MODEL, 'return dense(net["mu"], t), dense(net["log_sigma"], t)',
+       'return dense(net["mu"], t), 0.5 * dense(net["log_sigma"], t)')),
     m("adam-no-bias-correction", "Adam without its bias corrections 1 - b1^t and 1 - b2^t",
       [T + "test_optimizers.py"],
-      ("iwae_np/optimizers.py", "c1, c2 = 1 - b1 ** t, 1 - b2 ** t", "c1, c2 = 1.0, 1.0")),
+      ("iwae_np/optimizers.py", "m_hat = m / (1 - b1 ** t)", "m_hat = m"),
+      ("iwae_np/optimizers.py", "v_hat = v / (1 - b2 ** t)", "v_hat = v")),
     # --- the classic ones
     m("drop-log-k", "the IWAE bound without - log k (logsumexp instead of log-mean-exp)",
       [T + "test_special.py", T + "test_model.py", T + "test_exact_likelihood.py"],
@@ -72,28 +76,47 @@ MUTATIONS = [
        "return logsumexp(a, axis=axis, keepdims=keepdims)")),
     m("eval-drop-log-k", "the L_5000 evaluation without - log k",
       [T + "test_evaluation.py"],
-      (EVAL, "out[start:start + b] = _streaming_result(m, s) - math.log(k)",
-       "out[start:start + b] = _streaming_result(m, s)")),
+      (EVAL, "return _streaming_result(m, s) - math.log(k)", "return _streaming_result(m, s)")),
     m("drop-log-2pi", "Gaussian log densities without the log 2 pi constant",
       [T + "test_densities.py", T + "test_model.py"],
-      (PRIM, "LOG_2PI = math.log(2.0 * math.pi)", "LOG_2PI = 0.0")),
-    m("swap-x-and-1-minus-x", "the Bernoulli likelihood of 1 - x (forward and gradient alike)",
-      [T + "test_densities.py", T + "test_primitives.py", T + "test_model.py"],
-      (PRIM, "np.multiply(xs, ls, out=t)  # x l", "np.multiply(1 - xs, ls, out=t)  # x l"),
-      (PRIM, "grads.append(unbroadcast(g * (x - sigma), np.shape(logits)))",
-       "grads.append(unbroadcast(g * ((1 - x) - sigma), np.shape(logits)))"),
-      (PRIM, "np.subtract(_part(x_, i, l_.ndim), e, out=Gi)", "np.subtract(1 - _part(x_, i, l_.ndim), e, out=Gi)"),
-      (PRIM, "grads.append(unbroadcast(g * logits, np.shape(x)))",
-       "grads.append(unbroadcast(-g * logits, np.shape(x)))")),
-    m("tanh-vjp-1-minus-y", "the tanh layer's VJP with 1 - y instead of 1 - y^2",
-      [T + "test_primitives.py", T + "test_gradients.py"],
-      (PRIM, "G = np.multiply(ans, ans)", "G = np.array(ans, copy=True)")),
-    m("streaming-logsumexp-no-rescale", "the streaming logsumexp adds a chunk without rescaling the running sum",
-      [T + "test_evaluation.py"],
-      (EVAL, "carried = np.where(s > 0, s * np.exp(m - shift), 0.0)", "carried = np.where(s > 0, s, 0.0)")),
+      (DENS, "LOG_2PI = math.log(2.0 * math.pi)", "LOG_2PI = 0.0")),
+    m("swap-x-and-1-minus-x", "the Bernoulli likelihood of 1 - x",
+      [T + "test_densities.py", T + "test_model.py"],
+      (DENS, "return anp.sum(x * logits - softplus(logits), axis=-1)",
+       "return anp.sum((1 - x) * logits - softplus(logits), axis=-1)")),
+    m("normalized-weights-wrong-axis", "normalized weights over the examples instead of the samples",
+      [T + "test_gradients.py", T + "test_estimators.py"],
+      ("iwae_np/bounds.py", "return softmax(log_w, axis=0)", "return softmax(log_w, axis=1)")),
     m("dreg-w-for-w2", "DReG weighting the path gradient by w~ instead of w~^2",
       [T + "test_estimators.py"],
       ("iwae_np/estimators.py", "return SampleWeights(w, w, w * w)", "return SampleWeights(w, w, w)")),
+    # --- the fast engine: each must be caught by its equality with the definition (tests/test_fast_engine.py),
+    # not only by finite differences
+    m("fast-tanh-vjp-1-minus-a", "the fast MLP's backpropagation through tanh with 1 - a instead of 1 - a^2",
+      [FAST], (PRIM, "G = np.multiply(a, a, out=empty(a.shape, a.dtype))", "G = np.multiply(a, 1, out=empty(a.shape, a.dtype))")),
+    m("fast-drop-bias-gradient", "the fast dense layer's VJP returns a zero bias gradient",
+      [FAST], (PRIM, 'grad["b"] = unbroadcast(G.sum(axis=0), np.shape(layer["b"]))',
+               'grad["b"] = np.zeros(np.shape(layer["b"]), G.dtype)')),
+    m("fast-block-bound", "the cache-blocked loop stops one row short of each range",
+      [FAST], (PRIM, "j = min(i + rows, hi)", "j = min(i + rows, hi - 1)")),
+    m("fast-split-skips-a-row", "the helper thread's half starts one row late",
+      [FAST], (PRIM, "other = _helper_thread().submit(run, half, n)", "other = _helper_thread().submit(run, half + 1, n)")),
+    m("fast-helper-not-awaited", "a race: return before the helper thread has written its half",
+      [FAST], (PRIM, "other.result()  # never return while the helper still writes", "pass")),
+    m("fast-gaussian-vjp-sign", "the fast Gaussian density's log_sigma gradient z^2 + 1 instead of z^2 - 1",
+      [FAST], (PRIM, "grads.append(unbroadcast(g * (z * z - 1), np.shape(log_sigma)))",
+               "grads.append(unbroadcast(g * (z * z + 1), np.shape(log_sigma)))")),
+    m("fast-bernoulli-1-minus-x", "the fast Bernoulli term of 1 - x, forward and gradient",
+      [FAST], (PRIM, "np.multiply(xs, ls, out=t)  # x l", "np.multiply(1 - xs, ls, out=t)  # x l"),
+      (PRIM, "np.subtract(_part(x_, i, l_.ndim), e, out=Gi)", "np.subtract(1 - _part(x_, i, l_.ndim), e, out=Gi)")),
+    m("fast-adam-no-bias-correction", "the fast Adam without its bias corrections",
+      [FAST], (FAST_OPT, "c1, c2 = 1 - b1 ** t, 1 - b2 ** t", "c1, c2 = 1.0, 1.0")),
+    m("fast-keep-phi-score-in-stl", "the fast STL lets the score term through (log q at the live phi)",
+      [FAST], ("iwae_np/fast/estimators.py", "return log_importance_weights(params, x, eps, log_q_params=phi_stopped)",
+               "return log_importance_weights(params, x, eps)")),
+    m("streaming-logsumexp-no-rescale", "the streaming logsumexp adds a chunk without rescaling the running sum",
+      [T + "test_evaluation.py"],
+      (EVAL, "carried = np.where(s > 0, s * np.exp(m - shift), 0.0)", "carried = np.where(s > 0, s, 0.0)")),
     m("active-units-over-samples", "active units from the sampled h (variance over samples) instead of the "
                                    "posterior means over the data",
       [T + "test_evaluation.py"],
@@ -110,9 +133,6 @@ MUTATIONS = [
       [T + "test_training.py"],
       (TRAIN, "state.perm = state.rng.permutation(len(state.train_x))",
        "state.perm = state.rng.integers(0, len(state.train_x), size=len(state.train_x))")),
-    m("normalized-weights-wrong-axis", "normalized weights over the examples instead of the samples",
-      [T + "test_gradients.py", T + "test_estimators.py"],
-      ("iwae_np/bounds.py", "return softmax(log_w, axis=0)", "return softmax(log_w, axis=1)")),
     m("sample-from-softplus", "ancestral samples with softplus(logits) as the pixel probability instead of sigmoid",
       [T + "test_model.py"],
       (MODEL, 'x_mean = sigmoid(dense(params["p_x"]["logits"]', 'x_mean = np.logaddexp(0, dense(params["p_x"]["logits"]')),
@@ -127,10 +147,6 @@ MUTATIONS = [
       [T + "test_training.py", T + "test_optimizers.py"],
       ("iwae_np/optimizers.py", 'PAPER_ADAM = {"b1": 0.9, "b2": 0.999, "eps": 1e-4}',
        'PAPER_ADAM = {"b1": 0.9, "b2": 0.999, "eps": 1e-8}')),
-    m("gaussian-vjp-sign", "the Gaussian density's log_sigma gradient z^2 + 1 instead of z^2 - 1",
-      [T + "test_primitives.py", T + "test_densities.py"],
-      (PRIM, "grads.append(unbroadcast(g * (z * z - 1), np.shape(log_sigma)))",
-       "grads.append(unbroadcast(g * (z * z + 1), np.shape(log_sigma)))")),
     m("test-binarization-not-fixed", "the test set binarized from fresh entropy instead of the fixed seed",
       [T + "test_data.py"],
       ("iwae_np/data/datasets.py", "return binarize(self.test, np.random.default_rng(seed))",
@@ -159,7 +175,8 @@ MUTATIONS = [
       (TRAIN, "    if not (_is_number(lr) and math.isfinite(lr) and lr > 0):\n", "    if False:\n")),
     m("log-weights-unchecked", "a non-finite log weight passes silently (L = -inf, zero gradient)",
       [T + "test_validation.py"],
-      (MODEL, "    if validate:\n        check_log_weights_finite(", "    if False:\n        check_log_weights_finite(")),
+      (MODEL, "    if validate:\n        check_log_weights_finite(", "    if False:\n        check_log_weights_finite("),
+      ("iwae_np/fast/model.py", "    if validate:\n        check_log_weights_finite(", "    if False:\n        check_log_weights_finite(")),
 ]
 
 

@@ -1,8 +1,12 @@
 """The package's layout: imports run one way, from drivers to the paper's math, never back.
 
-Catches: a math module importing a driver (say ``model`` importing ``experiments`` for a helper), a
-driver importing the command line, ``data`` depending on training code, a new module nobody placed.
+Catches: a math module importing a driver (say ``model`` importing ``experiments`` for a helper) or the
+fast engine (the definition must stay plain autograd), the oracle computing its answer key with the
+fast engine, a driver importing the command line, ``data`` depending on training code, a new module
+nobody placed.
 """
+import subprocess
+import sys
 import ast
 from pathlib import Path
 
@@ -10,18 +14,21 @@ import iwae_np
 
 PACKAGE = Path(iwae_np.__file__).parent
 
-#: The paper's math, flat at the top: these import only each other.
-MATH = {"buffers", "special", "primitives", "densities", "networks", "model", "bounds", "gradients", "estimators",
-        "optimizers", "tree"}
+#: The paper's math (the definition), flat at the top: these import only each other.
+MATH = {"special", "densities", "networks", "model", "bounds", "gradients", "estimators", "optimizers", "tree",
+        "validation", "version"}
 #: What each part of the package may import from the package (besides itself and ``iwae_np.__version__``).
+#: The oracle and ``iwae-np check`` use the definition only: neither may import the fast engine.
 ALLOWED = {
     "math": set(),
+    "fast": {"math"},
+    "engines": {"math", "fast"},
     "files": set(),
     "data": {"files"},
     "verify": {"math"},
-    "experiments": {"math", "files", "data"},
+    "experiments": {"math", "engines", "files", "data"},
     "oracle": {"math", "files", "verify"},
-    "cli": {"math", "files", "data", "verify", "experiments", "oracle"},
+    "cli": {"math", "engines", "files", "data", "verify", "experiments", "oracle"},
 }
 
 
@@ -92,3 +99,15 @@ def test_a_wrong_import_is_reported(tmp_path):
     assert violations([model, reader], tmp_path) == [
         "iwae_np.model (math) imports iwae_np.experiments.training (experiments)",
         "iwae_np.data.readers (data) imports iwae_np.experiments (experiments)"]
+
+
+def test_importing_the_definition_loads_nothing_of_the_fast_engine():
+    # in a fresh interpreter: the math modules (and the package __init__ they run) never reach iwae_np.fast
+    code = ("import sys, iwae_np.networks, iwae_np.densities, iwae_np.model, iwae_np.bounds, iwae_np.gradients, "
+            "iwae_np.estimators, iwae_np.optimizers, iwae_np.verify, iwae_np.oracle; "
+            "print(sorted(m for m in sys.modules if m.startswith(('iwae_np.fast', 'iwae_np.engines'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
+    # and the package still offers the drivers, loaded when first used
+    code = "import sys, iwae_np; iwae_np.train; print('iwae_np.fast' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "True"

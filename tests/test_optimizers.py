@@ -128,9 +128,10 @@ def leafwise_adam(params, grads, state, lr, b1=0.9, b2=0.999, eps=1e-4):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_flat_adam_equals_leafwise_adam_bit_for_bit(dtype):
-    # Adam on the one flat buffer must be the same elementwise operations as leaf by leaf: catches a
+    # the fast engine's Adam on the one flat buffer must be the same elementwise operations as leaf by leaf: catches a
     # buffer whose order differs from the names, a half of the two-thread split updated twice or not at all
-    from iwae_np.tree import flat_buffer
+    from iwae_np.fast import adam_init, adam_update
+    from iwae_np.fast.flat import flat_buffer
     target, loss, grad = quadratic_problem()
     rng = np.random.default_rng(1)
     params = tree_map(lambda t: rng.normal(size=np.shape(t)).astype(dtype), target)
@@ -151,7 +152,8 @@ def test_flat_adam_equals_leafwise_adam_bit_for_bit(dtype):
 
 
 def test_adam_two_threads_give_the_one_thread_numbers(monkeypatch):
-    import iwae_np.primitives as P
+    import iwae_np.fast.primitives as P
+    from iwae_np.fast import adam_init, adam_update
     rng = np.random.default_rng(2)
     params = {"a": {"W": rng.normal(size=(301, 7))}, "b": {"W": rng.normal(size=5)}}
     g = tree_map(lambda p: rng.normal(size=p.shape), params)

@@ -8,7 +8,8 @@ Adam update the wrong arrays), a finiteness check that misses a NaN.
 import numpy as np
 import pytest
 
-from iwae_np.tree import all_finite, flat_buffer, flat_layout, flatten_tree, pack_tree, unflatten_tree
+from iwae_np.fast.flat import all_finite, flat_buffer, flat_layout, pack_tree
+from iwae_np.tree import flatten_tree, unflatten_tree
 
 
 def a_tree(rng, dtype=np.float64):

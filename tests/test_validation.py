@@ -4,7 +4,7 @@ import pytest
 
 from iwae_np.bounds import (ciwae_bound, iwae_bound, iwae_objective, miwae_bound, normalized_weights, renyi_bound,
                             vae_bound)
-from iwae_np.gradients import iwae_gradient
+from iwae_np.bounds import iwae_gradient
 from iwae_np.model import architecture_of, get_architecture, init_params, log_importance_weights, sample_eps
 from iwae_np.tree import flatten_tree
 

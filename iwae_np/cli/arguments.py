@@ -72,3 +72,11 @@ def warning_line(prog):
     def show(message, category, filename, lineno, file=None, line=None):
         print(f"{prog}: warning: {message}", file=file or sys.stderr)
     return show
+
+
+def add_engine_argument(p, what):
+    """``--engine definition|fast`` (:mod:`iwae_np.engines`); ``what`` says what the engine computes."""
+    from ..engines import DEFAULT_ENGINE, ENGINES
+    p.add_argument("--engine", choices=list(ENGINES), default=DEFAULT_ENGINE,
+                   help=f"what computes {what}: fast (default; iwae_np.fast) or definition (the paper in plain "
+                        "autograd, slower); equal to rounding, tested")

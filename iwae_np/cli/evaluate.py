@@ -14,7 +14,7 @@ Example:
 import sys
 from pathlib import Path
 
-from .arguments import integer
+from .arguments import add_engine_argument, integer
 
 HELP = "test NLL (L_5000), over-fitting gap and active units of a trained run"
 
@@ -35,6 +35,7 @@ def add_arguments(p):
     p.add_argument("--data-dir", default=None, help="directory holding the data set's files (default: the run's)")
     p.add_argument("--output", default=None, help="where to write the JSON (default RUN/evaluation.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_engine_argument(p, "the log weights")
 
 
 def run(args):
@@ -66,7 +67,8 @@ def run(args):
         print(f"note: the run in {run_dir} is not finished ({ck['meta']['status']}); evaluating its checkpoint "
               f"(iwae-np train --resume --out {run_dir} finishes it)", file=sys.stderr)
     result = evaluate_run(path, dataset, k=args.k, train_subset=args.train_subset, seed=args.seed,
-                          batch_size=args.batch_size, chunk_size=args.chunk_size, progress=not args.no_progress)
+                          batch_size=args.batch_size, chunk_size=args.chunk_size, progress=not args.no_progress,
+                          engine=args.engine)
     check_not_foreign(out, EVALUATION_NAME, flag)
     write_json(out, result)
     lines = [f"{result['objective'].upper()} k={result['k']}, {result['layers']} stochastic layer(s), "

@@ -76,7 +76,8 @@ def run(args):
     cells = table_cells(args.objectives, args.k, args.layers)
     check_table_dir(cells, out)  # a user's file where the table writes one: stop before anything runs
     dataset_from_spec(base["data"], download=args.download)  # fail early; download once, before the workers
-    eval_opts = {"k": args.eval_k, "train_subset": args.eval_train_subset, "seed": args.eval_seed}
+    eval_opts = {"k": args.eval_k, "train_subset": args.eval_train_subset, "seed": args.eval_seed,
+                 "engine": args.engine}
     t0 = time.monotonic()
     print(f"{len(cells)} cells on {args.data} into {out}: " + ", ".join(c["name"] for c in cells), file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from .arguments import integer, number
+from .arguments import add_engine_argument, integer, number
 
 HELP = "train a VAE or IWAE with the paper's protocol (checkpoints, --resume)"
 
@@ -71,6 +71,7 @@ def add_schedule_arguments(p):
     g.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                    help="parameter precision during training (default float32; evaluation uses float64)")
     g.add_argument("--seed", type=integer(0), default=0, help="seed of init, data order, binarization and noise")
+    add_engine_argument(g, "the gradients and Adam's steps")
     g.add_argument("--monitor-k", type=integer(1), default=50,
                    help="k of the bound logged after every stage (default 50)")
     g.add_argument("--monitor-size", type=integer(0), default=1000,
@@ -108,7 +109,7 @@ def config_kwargs_from_args(args):
     from ..data import data_spec
     return {"batch_size": args.batch_size, "schedule": schedule_from_args(args),
             "adam": {"b1": args.beta1, "b2": args.beta2, "eps": args.adam_eps}, "dtype": args.dtype,
-            "seed": args.seed, "monitor_k": args.monitor_k, "monitor_size": args.monitor_size,
+            "seed": args.seed, "engine": args.engine, "monitor_k": args.monitor_k, "monitor_size": args.monitor_size,
             "monitor_every": args.monitor_every,
             "data": data_spec({"name": args.data, "root": args.data_dir, "train_subset": args.train_subset,
                                "test_subset": args.test_subset, "cache_dir": args.cache_dir})}
@@ -144,14 +145,14 @@ def add_arguments(p):
 
 def objective_from_args(args):
     """The canonical objective name; a hyperparameter flag that the objective does not use is an error."""
-    from ..estimators import objective_name
-    uses = {"--M": ("miwae", "piwae"), "--beta": ("ciwae",), "--alpha": ("renyi",)}
-    for flag, objectives in uses.items():
-        if getattr(args, flag[2:]) is not None and args.objective not in objectives:
-            raise ValueError(f"{flag} applies to --objective {' / '.join(objectives)} only, not {args.objective}")
-    for flag, objective in (("--beta", "ciwae"), ("--alpha", "renyi")):
-        if args.objective == objective and getattr(args, flag[2:]) is None:
-            raise ValueError(f"--objective {objective} needs {flag}")
+    from ..estimators import OBJECTIVES, objective_name
+    for hyper in ("M", "beta", "alpha"):  # the registry says which objective takes which, and which need one
+        takers = [name for name, spec in OBJECTIVES.items() if spec.hyper == hyper]
+        if getattr(args, hyper) is not None and args.objective not in takers:
+            raise ValueError(f"--{hyper} applies to --objective {' / '.join(takers)} only, not {args.objective}")
+    spec = OBJECTIVES[args.objective]
+    if spec.hyper is not None and spec.default is None and getattr(args, spec.hyper) is None:
+        raise ValueError(f"--objective {args.objective} needs --{spec.hyper}")
     return objective_name(args.objective, args.estimator, args.M or 1, args.beta, args.alpha)
 
 

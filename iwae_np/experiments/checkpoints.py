@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_write
-from ..model import validate_params
+from ..validation import validate_params
 from ..tree import check_same_structure, flatten_tree, tree_map, unflatten_tree
 
 __all__ = ["CHECKPOINT_NAME", "FORMAT_VERSION", "CheckpointError", "CheckpointWriteError",

@@ -20,7 +20,9 @@ import time
 import numpy as np
 
 from ..data import binarize
-from ..model import architecture_of, log_importance_weights, sample_posterior, validate_params, validate_x
+from ..engines import get_engine
+from ..model import architecture_of, sample_posterior
+from ..validation import validate_params, validate_x
 from ..tree import tree_map
 from .checkpoints import load_run_checkpoint
 
@@ -92,10 +94,12 @@ def batch_noise(seed, index, n_stochastic):
             for l in range(n_stochastic)]
 
 
-def batch_log_likelihood(params, xb, seed, index, k, chunk_size=None):
+def batch_log_likelihood(params, xb, seed, index, k, chunk_size=None, engine=None):
     r""":math:`\mathcal L_k` of one batch ``xb (batch, D)`` (already validated, in the computation's dtype), the
-    k samples in chunks combined by :func:`streaming_logsumexp_update`, noise from :func:`batch_noise`. ``(batch,)`` float64."""
+    k samples in chunks combined by :func:`streaming_logsumexp_update`, noise from :func:`batch_noise`. ``(batch,)`` float64.
+    ``engine`` (a name, :mod:`iwae_np.engines`) computes the log weights."""
     arch = architecture_of(params)
+    log_importance_weights = get_engine(engine).log_importance_weights
     work_dtype = xb.dtype
     b = xb.shape[0]
     chunk = int(chunk_size) if chunk_size is not None else sample_chunk_size(arch, k, b)
@@ -110,7 +114,7 @@ def batch_log_likelihood(params, xb, seed, index, k, chunk_size=None):
 
 
 def iwae_log_likelihood(params, x, rng, k=5000, batch_size=100, chunk_size=None, dtype=np.float64,
-                        progress=None, map_fn=None):
+                        progress=None, map_fn=None, engine=None):
     r"""Per-example :math:`\mathcal L_k = \log \frac1k \sum_{i=1}^k w_i` (paper eq. 8), the log-likelihood estimate.
 
     ``x (N, D)`` binary. The examples go ``batch_size`` at a time; for each batch the k samples go
@@ -126,7 +130,9 @@ def iwae_log_likelihood(params, x, rng, k=5000, batch_size=100, chunk_size=None,
     BLAS threads (small matrix products round differently on different thread counts).
     ``dtype`` (float64 by default; ``None`` keeps the parameters' own) is the precision of the
     computation. ``progress`` is an optional callable, called with the number of examples done.
+    ``engine``: ``"fast"`` (the default) or ``"definition"`` computes the log weights (:mod:`iwae_np.engines`).
     """
+    engine = get_engine(engine).name
     if not isinstance(rng, np.random.Generator):
         raise ValueError("rng must be a numpy.random.Generator (randomness is explicit)")
     for name, n in (("the number of samples k", k), ("batch_size", batch_size), ("chunk_size", chunk_size)):
@@ -143,7 +149,7 @@ def iwae_log_likelihood(params, x, rng, k=5000, batch_size=100, chunk_size=None,
     k, n, batch_size = int(k), x.shape[0], int(batch_size)
     seed = int(rng.integers(0, 2 ** 63))
     starts = range(0, n, batch_size)
-    items = [(params, x[start:start + batch_size], seed, j, k, chunk_size) for j, start in enumerate(starts)]
+    items = [(params, x[start:start + batch_size], seed, j, k, chunk_size, engine) for j, start in enumerate(starts)]
     out = np.empty(n, dtype=np.float64)
     if map_fn is not None:
         for start, values in zip(starts, map_fn(_batch_item, items)):
@@ -205,7 +211,7 @@ def _binarized_train_subset(dataset, n, seed):
 
 
 def evaluate_run(run_dir, dataset, k=5000, train_subset=1000, seed=0, batch_size=100, chunk_size=None,
-                 progress=False, map_fn=None):
+                 progress=False, map_fn=None, engine=None):
     r"""Evaluate the model in ``run_dir``: test and training-subset NLL and active units.
 
     NLL is :math:`-\frac1N \sum_n \mathcal L_k(x_n)` with ``k`` samples (5000, the paper's), on the
@@ -216,9 +222,11 @@ def evaluate_run(run_dir, dataset, k=5000, train_subset=1000, seed=0, batch_size
     is evaluated on the same binarized test images).
     ``train_subset`` is an integer >= 0 (0: no training-set estimate); a larger one than the training
     set evaluates all of it. ``map_fn``: computes the batches of :math:`\mathcal L_k` elsewhere (see
-    :func:`iwae_log_likelihood`).
+    :func:`iwae_log_likelihood`). ``engine`` computes the log weights (default ``"fast"``); the result
+    names it (``eval_engine``) and the engine that trained the model (``engine``).
     """
     from .. import __version__
+    engine = get_engine(engine).name
     if isinstance(train_subset, bool) or not isinstance(train_subset, (int, np.integer)) or train_subset < 0:
         raise ValueError(f"train_subset must be an integer >= 0 (0: skip), got {train_subset!r}")
     ck = load_run_checkpoint(run_dir)
@@ -238,10 +246,11 @@ def evaluate_run(run_dir, dataset, k=5000, train_subset=1000, seed=0, batch_size
         return lambda done: bar.update(offset + done - bar.n)
 
     test_L = iwae_log_likelihood(params, test, np.random.default_rng((seed, 0)), k=k, batch_size=batch_size,
-                                 chunk_size=chunk_size, progress=ticker(0), map_fn=map_fn)
+                                 chunk_size=chunk_size, progress=ticker(0), map_fn=map_fn, engine=engine)
     result = {"run_dir": str(run_dir), "data": getattr(dataset, "name", None), "objective": config["objective"],
               "k": config["k"], "layers": len(config["architecture"]["latent_dims"]),
               "architecture": config["architecture"], "dtype": config["dtype"], "seed": config["seed"],
+              "engine": config.get("engine", "fast"), "eval_engine": engine,
               "status": meta["status"], "total_passes": sum(s["passes"] for s in config["schedule"]),
               "passes_done": meta["history"][-1]["passes_done"] if meta["history"] else 0,
               "global_step": meta["position"]["global_step"], "train_wall_time": meta["elapsed"],
@@ -253,7 +262,8 @@ def evaluate_run(run_dir, dataset, k=5000, train_subset=1000, seed=0, batch_size
     if train_subset:
         xtr = _binarized_train_subset(dataset, train_subset, seed)
         train_L = iwae_log_likelihood(params, xtr, np.random.default_rng((seed, 1)), k=k, batch_size=batch_size,
-                                      chunk_size=chunk_size, progress=ticker(test.shape[0]), map_fn=map_fn)
+                                      chunk_size=chunk_size, progress=ticker(test.shape[0]), map_fn=map_fn,
+                                      engine=engine)
         result.update(n_train_eval=int(xtr.shape[0]), train_nll=float(-np.mean(train_L)),
                       overfitting_gap=float(-np.mean(test_L) + np.mean(train_L)))
     if bar is not None:

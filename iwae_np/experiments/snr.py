@@ -30,8 +30,9 @@ import math
 import numpy as np
 from autograd.tracer import getval
 
-from ..estimators import bound_and_weights, path_log_weights, weighted_gradients
-from ..model import log_importance_weights, sample_eps
+from ..engines import get_engine
+from ..estimators import bound_and_weights
+from ..model import sample_eps
 from ..special import softmax
 from ..tree import flatten_tree
 
@@ -68,26 +69,28 @@ def _group_vector(tree, prefix):
     return np.concatenate([np.ravel(getval(v)) for name, v in flatten_tree(tree).items() if name.startswith(prefix)])
 
 
-def _gradients_and_log_w(params, x, eps, M):
+def _gradients_and_log_w(params, x, eps, M, engine=None):
+    engine = get_engine(engine)
     objective = "iwae" if M == 1 else "miwae"
     _, weights_fn = bound_and_weights(objective, M=M)
-    log_w, _, (full,) = weighted_gradients(lambda p: log_importance_weights(p, x, eps), params, weights_fn, "phi")
-    _, _, (stl, dreg) = weighted_gradients(lambda p: path_log_weights(p, x, eps), params, weights_fn,
-                                            "phi", "dreg")
+    log_w, _, (full,) = engine.weighted_gradients(lambda p: engine.log_importance_weights(p, x, eps), params,
+                                                  weights_fn, "phi")
+    _, _, (stl, dreg) = engine.weighted_gradients(lambda p: engine.path_log_weights(p, x, eps), params, weights_fn,
+                                                  "phi", "dreg")
     return log_w, {"theta": _group_vector(full, "p_"), "iwae": _group_vector(full, "q_"),
                    "stl": _group_vector(stl, "q_"), "dreg": _group_vector(dreg, "q_")}
 
 
-def estimator_gradients(params, x, eps, M=1):
+def estimator_gradients(params, x, eps, M=1, engine=None):
     r"""The IWAE, STL and DReG gradients of MIWAE(M, K) (IWAE for M = 1) on the same noise ``eps``.
 
     Two forward passes and three vector-Jacobian products instead of the separate estimators' three
     and four: ``log w`` with live phi gives theta and the reparameterized phi gradient (weights c),
     ``log w`` with stopped phi in every ``log q`` gives STL's (weights c) and DReG's (weights d).
     Returns ``{"theta": vector, "iwae": phi vector, "stl": ..., "dreg": ...}``: flat float64 vectors
-    (parameters in the tree's order).
+    (parameters in the tree's order). ``engine``: ``"fast"`` (default) or ``"definition"`` (:mod:`iwae_np.engines`).
     """
-    return _gradients_and_log_w(params, x, eps, M)[1]
+    return _gradients_and_log_w(params, x, eps, M, engine)[1]
 
 
 def effective_sample_size(log_w, M=1):
@@ -257,7 +260,7 @@ def load_model_params(path):
     import zipfile
     from pathlib import Path
 
-    from ..model import validate_params
+    from ..validation import validate_params
     from ..tree import tree_map, unflatten_tree
     path = Path(path)
     if not path.exists():

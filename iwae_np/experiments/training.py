@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from ..data import binarize
-from ..estimators import get_objective
+from ..engines import DEFAULT_ENGINE, get_engine
 from ..files import write_text
-from ..model import (Architecture, NonFiniteLogWeightError, architecture_of, init_params, sample_eps,
-                     validate_params)
-from ..optimizers import PAPER_ADAM, NonFiniteGradientError, adam_init, adam_update
+from ..model import Architecture, architecture_of, init_params, sample_eps
+from ..optimizers import PAPER_ADAM, NonFiniteGradientError
+from ..validation import NonFiniteLogWeightError, validate_params
 from ..tree import tree_map
 from .checkpoints import (CHECKPOINT_NAME, CheckpointError, CheckpointWriteError, load_run_checkpoint,
                           save_checkpoint)
@@ -56,8 +56,11 @@ def check_adam(adam):
     return {key: float(v) for key, v in adam.items()}
 
 
-def train_step(params, opt_state, x, rng, k, lr, objective="iwae", adam=None):
+def train_step(params, opt_state, x, rng, k, lr, objective="iwae", adam=None, engine=None):
     """Sample ``eps`` from ``rng``, take the gradient of the bound and one Adam step on its negative.
+
+    ``engine``: ``"fast"`` (the default) or ``"definition"`` (:func:`iwae_np.engines.get_engine`), which
+    computes the gradient and the Adam step; the two give the same numbers to rounding.
 
     Returns ``(params, opt_state, bound)`` where ``bound`` is the batch-mean value of the bound
     before the step (a Python float). ``lr`` must be a finite number > 0 (``ValueError``). A
@@ -67,10 +70,11 @@ def train_step(params, opt_state, x, rng, k, lr, objective="iwae", adam=None):
     if not (_is_number(lr) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"the learning rate lr must be a finite number > 0, got {lr!r}")
     adam = check_adam(adam) if adam is not None else None
-    value_and_gradient = get_objective(objective, k)
+    engine = get_engine(engine)
+    value_and_gradient = engine.objective(objective, k)
     eps = sample_eps(rng, params, k, np.shape(x)[0])
     bound, grads = value_and_gradient(params, x, eps)
-    params, opt_state = adam_update(params, grads, opt_state, lr, maximize=True, **(adam or {}))  # descends -grads
+    params, opt_state = engine.adam_update(params, grads, opt_state, lr, maximize=True, **(adam or {}))  # descends -grads
     return params, opt_state, float(bound)
 
 
@@ -86,7 +90,8 @@ class TrainConfig:
     that many test and training examples (0 turns it off); ``monitor_every``: also after every that
     many passes within a stage (0: at stage ends only), for curves of the bound against passes. ``data``: a description of the data
     set (name, directory, subset), for the record and for ``--resume``. ``init_from``: the
-    checkpoint the parameters were loaded from, if any.
+    checkpoint the parameters were loaded from, if any. ``engine``: what computes the gradients and
+    Adam, ``"fast"`` or ``"definition"`` (:mod:`iwae_np.engines`; equal to rounding, the fast one quicker).
     """
     architecture: Architecture = dataclasses.field(default_factory=lambda: Architecture())
     objective: str = "iwae"
@@ -101,6 +106,7 @@ class TrainConfig:
     monitor_every: int = 0
     data: dict = dataclasses.field(default_factory=dict)
     init_from: str = None
+    engine: str = DEFAULT_ENGINE
 
     def __post_init__(self):
         if isinstance(self.architecture, dict):
@@ -115,7 +121,8 @@ class TrainConfig:
             v = getattr(self, name)
             if not (_is_number(v) and math.isfinite(v) and int(v) == v and v >= low):
                 raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
-        get_objective(self.objective, int(self.k))  # raises ValueError naming an unknown objective
+        self.engine = get_engine(self.engine).name  # raises ValueError naming an unknown engine
+        get_engine(self.engine).objective(self.objective, int(self.k))  # raises ValueError naming an unknown objective
         if str(self.dtype) not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         self.adam = check_adam(self.adam)
@@ -268,7 +275,7 @@ def start_run(dataset, config, run_dir, params=None):
     check_fresh_run_dir(run_dir)
     params, rng = _initial_params(dataset, config, params)
     write_text(run_dir / CONFIG_NAME, json.dumps(config.to_dict(), indent=2) + "\n")
-    return RunState(config, run_dir, data_fingerprint(dataset), params, adam_init(params), rng,
+    return RunState(config, run_dir, data_fingerprint(dataset), params, get_engine(config.engine).adam_init(params), rng,
                     train_x=np.asarray(dataset.train))
 
 
@@ -438,7 +445,7 @@ def _step(state, x, stage):
                f"(global step {pos['global_step'] + 1})")
     try:
         params, opt_state, bound = train_step(state.params, state.opt_state, x, state.rng, config.k, stage["lr"],
-                                              config.objective, config.adam)
+                                              config.objective, config.adam, config.engine)
     except (NonFiniteGradientError, NonFiniteLogWeightError) as err:
         raise NonFiniteLossError(_nonfinite_message(step_id, str(err), state)) from err
     if not math.isfinite(bound):

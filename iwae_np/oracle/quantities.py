@@ -7,10 +7,9 @@ import math
 
 import numpy as np
 
-from ..bounds import ciwae_bound, iwae_bound, miwae_bound, normalized_weights, renyi_bound, vae_bound
-from ..estimators import (ciwae_gradient, dreg_gradient, miwae_gradient, piwae_gradient, renyi_gradient,
-                          rws_gradient, stl_gradient)
-from ..gradients import iwae_gradient, vae_gradient
+from ..bounds import (ciwae_bound, ciwae_gradient, iwae_bound, iwae_gradient, miwae_bound, miwae_gradient,
+                     normalized_weights, renyi_bound, renyi_gradient, vae_bound, vae_gradient)
+from ..estimators import dreg_gradient, piwae_gradient, rws_gradient, stl_gradient
 from ..model import log_weight_terms
 from ..tree import flatten_tree
 from .format import OracleInputError, grad_key

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..bounds import iwae_objective, vae_objective
-from ..gradients import (average_gradient, importance_weighted_gradient, iwae_gradient,
-                         log_weight_gradients, vae_gradient)
+from ..bounds import iwae_gradient, iwae_objective, vae_gradient, vae_objective
+from ..gradients import average_gradient, importance_weighted_gradient, log_weight_gradients
 from ..tree import flatten_tree, unflatten_tree
 from .compare import array_error
 from .problems import SMALL_ARCHITECTURES, random_problem

@@ -9,7 +9,7 @@ import scipy.stats
 from autograd import grad
 
 from iwae_np.verify.gradcheck import FD_RTOL, compare_gradients, finite_difference_gradient
-from iwae_np.primitives import (affine, bernoulli_logit_log_likelihood, diagonal_gaussian_log_density,
+from iwae_np.fast.primitives import (affine, bernoulli_logit_log_likelihood, diagonal_gaussian_log_density,
                                 layer_dict, tanh_affine, unbroadcast)
 
 
@@ -140,7 +140,7 @@ def test_primitives_keep_float32_in_values_and_gradients(rng):
 def test_bernoulli_blocks_and_threads_give_the_unblocked_numbers_exactly(rng, monkeypatch, dtype):
     # Small blocks and a low threshold force many blocks on two threads; each block computes the same
     # elementwise formula and the sum over the last axis is per row, so the result is bit for bit the same.
-    import iwae_np.primitives as P
+    import iwae_np.fast.primitives as P
     x = (rng.uniform(size=(5, 7)) < 0.5).astype(dtype)
     l = (rng.normal(size=(9, 5, 7)) * 5).astype(dtype)
     g = rng.normal(size=(9, 5)).astype(dtype)
@@ -179,7 +179,7 @@ def test_float64_cotangent_into_float32_primitives_gives_float32_gradients(rng):
 
 @pytest.mark.parametrize("mu_shape", [(2, 3), (4, 2, 3)])
 def test_reparameterize_value_and_gradients(rng, mu_shape):
-    from iwae_np.primitives import reparameterize
+    from iwae_np.fast.primitives import reparameterize
     mu, s, eps = rng.normal(size=mu_shape), rng.normal(size=mu_shape) * 0.5, rng.normal(size=(4, 2, 3))
     np.testing.assert_array_equal(reparameterize(mu, s, eps), mu + np.exp(s) * eps)  # the formula, exactly
     c = rng.normal(size=(4, 2, 3))
@@ -188,7 +188,7 @@ def test_reparameterize_value_and_gradients(rng, mu_shape):
 
 
 def test_standard_normal_log_density_value_and_gradient(rng):
-    from iwae_np.primitives import standard_normal_log_density
+    from iwae_np.fast.primitives import standard_normal_log_density
     h = rng.normal(size=(3, 2, 5)) * 2
     np.testing.assert_allclose(standard_normal_log_density(h), scipy.stats.norm.logpdf(h).sum(-1), rtol=1e-14)
     c = rng.normal(size=(3, 2))
@@ -199,8 +199,9 @@ def test_tree_views_differentiate_the_flat_buffer_like_the_tree(rng):
     # a function of the tree, differentiated through the views of one buffer, gives the tree's gradient in the
     # buffer's order; a layer the function does not use gets exactly zero (even from a reused, dirty buffer)
     from autograd import grad as agrad
-    from iwae_np.primitives import tree_views
-    from iwae_np.tree import flatten_tree, pack_tree
+    from iwae_np.fast.primitives import tree_views
+    from iwae_np.fast.flat import pack_tree
+    from iwae_np.tree import flatten_tree
     tree = {"a": {"l0": {"W": rng.normal(size=(3, 2)), "b": rng.normal(size=2)}},
             "z": {"l1": {"W": rng.normal(size=(2, 4)), "b": rng.normal(size=4)}, "unused": {"W": rng.normal(size=2)}}}
     x = rng.normal(size=(5, 3))
@@ -224,7 +225,7 @@ def test_a_child_forked_after_the_helper_thread_ran_computes_without_hanging(rng
     # exited, or has died (a hang ends in SIGALRM after HANG_GUARD_S: no result, the test fails).
     import os
     import signal
-    import iwae_np.primitives as P
+    import iwae_np.fast.primitives as P
     if not hasattr(os, "fork"):
         pytest.skip("needs os.fork")
     HANG_GUARD_S = 300
@@ -263,7 +264,7 @@ def test_mlp_equals_its_layers_and_its_vjp_central_differences(rng, n_hidden):
     # one node per network: the forward must be tanh_mlp then dense per head (bit for bit), and the
     # hand-written backpropagation must match central differences for every layer, head and the input
     from iwae_np.networks import dense, init_mlp, tanh_mlp
-    from iwae_np.primitives import mlp
+    from iwae_np.fast.primitives import mlp
     net = init_mlp(rng, 3, [4, 5][:n_hidden], {"mu": 2, "log_sigma": 2}, np.float64)
     net = {name: {key: value + 0.3 * rng.normal(size=value.shape) for key, value in layer.items()}
            for name, layer in net.items()}

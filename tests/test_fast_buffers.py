@@ -1,4 +1,4 @@
-"""Reused work arrays (iwae_np.buffers): an array is handed out again only when nothing refers to it.
+"""Reused work arrays (iwae_np.fast.buffers): an array is handed out again only when nothing refers to it.
 
 Catches: a reference count taken at the wrong depth (an array still held by a view, a tree or an
 autograd node handed out twice: two results sharing memory), no reuse at all (the page faults come
@@ -6,7 +6,7 @@ back), a cache that grows without bound.
 """
 import numpy as np
 
-from iwae_np import buffers
+from iwae_np.fast import buffers
 
 
 def test_an_array_is_reused_only_when_nothing_holds_it(monkeypatch):

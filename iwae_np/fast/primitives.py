@@ -1,4 +1,4 @@
-r"""Autograd primitives with closed-form vector-Jacobian products, for speed.
+r"""The fast engine's autograd primitives: closed-form vector-Jacobian products, for speed.
 
 Differentiating the model op by op costs autograd a node, a closure and a temporary per numpy
 call (about 9 microseconds each, plus the pass over the data), and its generic VJPs for ``dot`` and
@@ -16,7 +16,9 @@ float32), and are checked against central differences in ``tests/test_primitives
 - :func:`mlp`: a tanh MLP with its linear heads, one node per network
 - :func:`subtree_view`, :func:`tree_views`: the parameter tree as views into one flat buffer
 
-The public functions of :mod:`iwae_np.networks`, :mod:`iwae_np.densities` and :mod:`iwae_np.model` call these.
+:mod:`iwae_np.fast.model` computes the log weights from these. Each equals the definition's function
+(:func:`iwae_np.networks.dense`, :func:`iwae_np.densities.gaussian_log_density`, ...) to rounding,
+values and gradients: ``tests/test_fast_engine.py``.
 Inside a primitive, arrays are plain numpy arrays, so the forward and the VJP may reuse their own
 temporaries in place (``out=``); nothing outside them is modified, and no data is kept between calls.
 Large work arrays come from :mod:`iwae_np.buffers` (reused once nothing refers to them; fresh
@@ -33,15 +35,12 @@ import autograd.builtins
 import numpy as np
 from autograd.extend import Box, SparseObject, defvjp, defvjp_argnums, primitive, vspace
 
+from ..densities import LOG_2PI
 from .buffers import empty
 
 __all__ = ["affine", "tanh_affine", "bernoulli_logit_log_likelihood", "diagonal_gaussian_log_density",
            "reparameterize", "standard_normal_log_density", "layer_dict", "subtree_view", "tree_views", "mlp", "unbroadcast",
-           "in_two_halves", "LOG_2PI"]
-
-#: :math:`\log 2\pi`, the constant of every Gaussian log density.
-LOG_2PI = math.log(2.0 * math.pi)
-
+           "in_two_halves"]
 
 def layer_dict(layer):
     """``layer`` (a dict, or a dict of dicts) as one differentiable value: traced arrays inside become one traced dict.
@@ -236,7 +235,7 @@ def mlp(net, x, heads):
     ``net`` is the network's dict of layers, ``heads`` the names of its heads (``("mu", "log_sigma")``
     or ``("logits",)``). Returns a tuple, one array ``(..., n_out_j)`` per head. The forward is the
     layers' own (:func:`tanh_affine`, :func:`affine`), so the numbers are those of
-    :func:`iwae_np.networks.tanh_mlp` and :func:`iwae_np.networks.dense`; the VJP is backpropagation
+    :func:`iwae_np.networks.tanh_mlp` and :func:`iwae_np.networks.dense` to rounding; the VJP is backpropagation
     through the same layers' closed forms, in one node instead of one per layer (and per head).
     """
     out = _mlp(layer_dict(net), x, tuple(heads))
@@ -517,7 +516,7 @@ defvjp(standard_normal_log_density, lambda ans, h: lambda g: -(np.expand_dims(_c
 
 @primitive
 def reparameterize(mu, log_sigma, eps):
-    r"""The reparameterized sample :math:`h = \mu + \sigma \odot \epsilon`, :math:`\sigma = e^{\log\sigma}` (paper section 2.1).
+    r"""The reparameterized sample :math:`h = \mu + \sigma \odot \epsilon`, :math:`\sigma = e^{\log\sigma}` (paper section 2).
 
     ``mu, log_sigma (batch, d)`` or ``(k, batch, d)`` broadcast against ``eps (k, batch, d)``.
     """
