@@ -4,7 +4,8 @@ Run alone as a worker: ``python bench/numpy_worker.py`` reads JSON commands on s
 ``bench/common.py``); ``bench/run.py`` drives it beside ``bench/torch_reference.py``.
 
 - ``train``: :func:`iwae_np.train_step` as users call it (sample ``eps``, forward, backward by
-  autograd, Adam with the paper's settings), on ``iwae_np.init_params(arch, default_rng(seed), dtype)``.
+  autograd, Adam with the paper's settings), on ``iwae_np.init_params(arch, default_rng(seed), dtype)``,
+  by the fast engine (the default, what training uses) or by the definition (``engine="definition"``).
 - ``eval``: the project's ``L_5000`` (:func:`iwae_np.experiments.evaluation.iwae_log_likelihood`).
 """
 import os
@@ -17,21 +18,25 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import binary_data, encode_array, gemm_gflops, peak_rss_mib, serve, time_calls  # noqa: E402
 
 import iwae_np  # noqa: E402
+from iwae_np.bounds import iwae_value_and_gradient  # noqa: E402
+from iwae_np.engines import get_engine  # noqa: E402
 from iwae_np.model import init_params, sample_eps  # noqa: E402
+from iwae_np.tree import flatten_tree  # noqa: E402
 
 _train_state = {}
 
 
-def _train_setup(arch, batch, k, dtype, seed):
-    key = (arch, batch, k, dtype, seed)
+def _train_setup(arch, batch, k, dtype, seed, engine):
+    key = (arch, batch, k, dtype, seed, engine)
     if key not in _train_state:
         rng = np.random.default_rng(seed + 2)
         state = {"params": init_params(arch, np.random.default_rng(seed), dtype)}
-        state["opt"] = iwae_np.adam_init(state["params"])
+        state["opt"] = get_engine(engine).adam_init(state["params"])
         x = binary_data(seed + 1, batch).astype(dtype)
 
         def step():
-            state["params"], state["opt"], bound = iwae_np.train_step(state["params"], state["opt"], x, rng, k, 1e-3)
+            state["params"], state["opt"], bound = iwae_np.train_step(state["params"], state["opt"], x, rng, k, 1e-3,
+                                                                      engine=engine)
             return bound
 
         for _ in range(2):  # warm-up, as on the torch side
@@ -40,9 +45,9 @@ def _train_setup(arch, batch, k, dtype, seed):
     return _train_state[key]
 
 
-def train(arch, batch, k, dtype, seconds=0.5, min_steps=3, seed=0, clock="wall"):
-    """Per-step times of :func:`iwae_np.train_step` at one configuration."""
-    step = _train_setup(arch, batch, k, dtype, seed)
+def train(arch, batch, k, dtype, seconds=0.5, min_steps=3, seed=0, clock="wall", engine="fast"):
+    """Per-step times of :func:`iwae_np.train_step` at one configuration, by ``engine``."""
+    step = _train_setup(arch, batch, k, dtype, seed, engine)
     return {"times": time_calls(step, seconds, min_steps, clock=clock)}
 
 
@@ -61,13 +66,13 @@ def evaluate(arch, dtype, k, n_images, batch, chunk, seed=0):
 
 
 def bound_and_gradient(arch, dtype, k, batch, seed=0):
-    """The IWAE bound and its gradient on the noise ``sample_eps(default_rng(seed + 2), ...)``."""
+    """The IWAE bound and its gradient (the definition's) on the noise ``sample_eps(default_rng(seed + 2), ...)``."""
     params = init_params(arch, np.random.default_rng(seed), dtype)
     x = binary_data(seed + 1, batch).astype(dtype)
     eps = sample_eps(np.random.default_rng(seed + 2), arch, k, batch, dtype)
-    value, grads = iwae_np.iwae_value_and_gradient(params, x, eps)
+    value, grads = iwae_value_and_gradient(params, x, eps)
     return {"value": float(value),
-            "grads": {name: encode_array(g) for name, g in iwae_np.flatten_tree(grads).items()}}
+            "grads": {name: encode_array(g) for name, g in flatten_tree(grads).items()}}
 
 
 def gemm(dtype, n=1024, seconds=0.5, clock="wall"):

@@ -151,16 +151,18 @@ def summarize(values):
 
 def time_configuration(cfg, numpy_worker, torch_worker, variants, args):
     """Interleaved repeats at one configuration: ``{"numpy": [s per repeat], variant: [s per repeat]}``."""
-    times = {"numpy": []}
+    times = {"numpy": [], "definition": []}
     times.update({v: [] for v in variants})
     for r in range(args.repeats):
-        jobs = [("numpy", lambda: numpy_worker("train", seconds=args.seconds, clock=args.clock, **cfg))]
+        jobs = [("numpy", lambda: numpy_worker("train", seconds=args.seconds, clock=args.clock, **cfg)),
+                ("definition", lambda: numpy_worker("train", seconds=args.seconds, clock=args.clock,
+                                                    engine="definition", **cfg))]
         if torch_worker is not None:
             jobs.append(("torch", None))
         for name, call in (jobs if r % 2 == 0 else jobs[::-1]):
             settle(args.settle)
-            if name == "numpy":
-                times["numpy"].append(median_time(call()))
+            if name in ("numpy", "definition"):
+                times[name].append(median_time(call()))
             else:
                 for v in variants:
                     times[v].append(median_time(torch_worker("train", seconds=args.seconds, variant=v,
@@ -359,14 +361,19 @@ def render(args, started, finished, versions, check_lines, peak, variants, train
     out += ["## Training step (sample, forward, backward, Adam), batch "
             f"{args.batch}: iwae_np against the fastest torch eager variant", "",
             "Targets: median ratio <= " + ", ".join(f"{t} at k = {k}" for k, t in TRAIN_TARGETS.items())
-            + f"; at least {100 * PEAK_TARGET:.0f}% of the GEMM peak at k = 50.", ""]
-    head = "| architecture | k | dtype | numpy ms | "
+            + f"; at least {100 * PEAK_TARGET:.0f}% of the GEMM peak at k = 50.", "",
+            "numpy is iwae_np's fast engine (`iwae_np.fast`, what training uses and the targets are about); "
+            "definition is the same step computed by the definition (the paper in plain autograd, "
+            "`--engine definition`): the price of reading, equal numbers (`tests/test_fast_engine.py`).", ""]
+    head = "| architecture | k | dtype | numpy ms | definition ms (x fast) | "
     head += ("fastest torch variant | its ms | ratio [range] | target | numpy % peak | torch % peak | "
              "torch.compile ms | numpy / compile | load |" if variants else "numpy % peak | load |")
     out += [head, "|" + "---|" * (head.count("|") - 1)]
     for r in train_rows:
         t = r["times"]
-        line = f"| {r['arch']} | {r['k']} | {r['dtype']} | {fmt_ms(np.median(t['numpy']))} | "
+        slower = np.median(t["definition"]) / np.median(t["numpy"])
+        line = (f"| {r['arch']} | {r['k']} | {r['dtype']} | {fmt_ms(np.median(t['numpy']))} | "
+                f"{fmt_ms(np.median(t['definition']))} (x{slower:.1f}) | ")
         if variants:
             m, lo, hi = summarize(r["ratios"])
             target = TRAIN_TARGETS.get(r["k"])
@@ -388,16 +395,17 @@ def render(args, started, finished, versions, check_lines, peak, variants, train
                 "(one `addmm` into both heads' columns); params `nested` (a leaf tensor per array) or `flat` "
                 "(views into one flat tensor, gradients into one flat gradient, Adam on the flat tensor); "
                 "`torch.optim.Adam` with `foreach=False` (`loop`), `foreach=True` or `fused=True`. "
-                "The numpy row is iwae_np.", ""]
+                "The iwae_np rows are its two engines.", ""]
         cols = [f"{r['arch']} k={r['k']} {r['dtype'][5:]}" for r in train_rows]
         out += ["| variant | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-        for name in ["numpy"] + list(variants):
+        for name in ["numpy", "definition"] + list(variants):
             cells = []
             for r in train_rows:
                 best = np.median(r["times"][r["fastest"]])
                 t = np.median(r["times"][name])
                 cells.append(f"{fmt_ms(t)} ({t / best:.2f})")
-            out.append(f"| {'iwae_np' if name == 'numpy' else '`' + name + '`'} | " + " | ".join(cells) + " |")
+            label = {"numpy": "iwae_np (fast engine)", "definition": "iwae_np (definition)"}.get(name, f"`{name}`")
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
 
     out += ["", "### torch.compile", ""]
     if compile_rows:
