@@ -18,7 +18,7 @@ from iwae_np.engines import ENGINES, get_engine
 from iwae_np.experiments.training import TrainConfig, train, train_step
 from iwae_np.fast import primitives
 from iwae_np.model import PRESETS, log_weight_terms
-from iwae_np.tree import flatten_tree
+from iwae_np.tree import flatten_tree, tree_map
 
 from conftest import small_problem
 
@@ -132,36 +132,59 @@ def test_adam_equals_the_definition():
         assert_trees_equal(a, b, 1e-13, "Adam")
 
 
-def _train_loop(engine, dtype, steps=200, k=5, batch=20):
+def _train_loop(engine, dtype, steps=200, k=5, batch=20, nudge=False, keep=()):
+    """The paper's one-layer model, IWAE k = 5, ``steps`` Adam steps at lr 1e-3 on binary images of ten prototypes.
+
+    Returns ``(params, bounds, kept)``: the final parameters, every step's bound, the parameters after each
+    step count in ``keep``. ``nudge`` moves every initial parameter up by one unit in the last place.
+    """
     params, _, _ = paper_problem("one-layer", 1, batch=1, dtype=dtype)
+    if nudge:
+        params = tree_map(lambda p: np.nextafter(p, np.inf, dtype=p.dtype), params)
     data_rng, rng = np.random.default_rng(1), np.random.default_rng(2)
     prototypes = data_rng.uniform(size=(10, 784)) < 0.3  # binary data the model can fit a little
     state = get_engine(engine).adam_init(params)
-    bounds = []
-    for _ in range(steps):
+    bounds, kept = [], {}
+    for step in range(1, steps + 1):
         x = prototypes[data_rng.integers(10, size=batch)].astype(dtype)
         params, state, bound = train_step(params, state, x, rng, k, 1e-3, "iwae", engine=engine)
         bounds.append(bound)
-    return params, bounds
+        if step in keep:
+            kept[step] = params
+    return params, bounds, kept
 
 
 def test_a_200_step_float64_training_run_ends_at_the_same_parameters():
-    """The paper's one-layer model, IWAE k = 5, 200 Adam steps at lr 1e-3: final parameters equal to 1e-10 relative."""
-    want, want_bounds = _train_loop("definition", np.float64)
-    got, got_bounds = _train_loop("fast", np.float64)
-    assert want_bounds[-1] > want_bounds[0] + 10  # it trained: the bound rose
+    """200 Adam steps in float64: every step's bound and the final parameters equal to 1e-10 relative."""
+    want, want_bounds, _ = _train_loop("definition", np.float64)
+    got, got_bounds, _ = _train_loop("fast", np.float64)
+    assert want_bounds[-1] > want_bounds[0] + 100  # it trained: the bound rose (about -550 to -35)
     np.testing.assert_allclose(got_bounds, want_bounds, rtol=1e-10)
     assert_trees_equal(got, want, 1e-10, "200 steps float64")
 
 
+def _largest_difference(a, b):
+    fa, fb = flatten_tree(a), flatten_tree(b)
+    return max(relative_error(fa[name], fb[name]) for name in fb)
+
+
 def test_a_200_step_float32_training_run_stays_within_float32_precision():
-    """float32, same run: the two engines round differently at every step and the trajectories drift apart
-    slowly; after 200 steps every parameter array agrees to 1e-3 relative (measured: about 1e-5) and the
-    bounds to 1e-4, while float32 itself resolves 1.2e-7. A broken engine is off by far more (see the float64 tests)."""
-    want, want_bounds = _train_loop("definition", np.float32)
-    got, got_bounds = _train_loop("fast", np.float32)
-    np.testing.assert_allclose(got_bounds, want_bounds, rtol=1e-4)
-    assert_trees_equal(got, want, 1e-3, "200 steps float32")
+    """float32: what the dtype allows, measured against the definition's own sensitivity.
+
+    The two engines round differently at every step, and training amplifies any difference (the model
+    fits the prototypes fast: the bound goes from about -550 to -35). Measured on this run: after 60
+    steps the engines' parameters differ by 1.2e-5 relative, after 200 by 2e-2; moving every initial
+    parameter by one unit in the last place changes the definition's own run by 2.3e-4 and 1.4e-2. So:
+    within 1e-3 after 60 steps, and after 200 no further apart than ten times what a one-ulp nudge of
+    the start does to the definition itself. A wrong engine is off by far more (see the float64 tests).
+    """
+    want, _, want_kept = _train_loop("definition", np.float32, keep=(60,))
+    nudged, _, _ = _train_loop("definition", np.float32, nudge=True)
+    got, _, got_kept = _train_loop("fast", np.float32, keep=(60,))
+    assert _largest_difference(got_kept[60], want_kept[60]) <= 1e-3
+    sensitivity = _largest_difference(nudged, want)
+    assert 0 < sensitivity < 0.1
+    assert _largest_difference(got, want) <= 10 * sensitivity
 
 
 def test_train_records_its_engine_and_both_engines_train_alike(tmp_path):

@@ -9,7 +9,8 @@ import pytest
 from iwae_np import oracle
 from iwae_np.bounds import iwae_bound, miwae_bound, normalized_weights
 from iwae_np.cli import main
-from iwae_np.estimators import dreg_gradient, miwae_gradient, renyi_gradient
+from iwae_np.bounds import miwae_gradient, renyi_gradient
+from iwae_np.estimators import dreg_gradient
 from iwae_np.model import log_weight_terms
 from iwae_np.tree import flatten_tree
 

@@ -201,3 +201,51 @@ def test_float32_overflow_of_the_log_weights_is_an_error_not_minus_infinity(arch
         iwae_gradient(params, x, eps)
     p64 = {n: {l: {k: v.astype(np.float64) for k, v in d.items()} for l, d in net.items()} for n, net in params.items()}
     assert np.isfinite(iwae_objective(p64, x.astype(np.float64), [e.astype(np.float64) for e in eps]))
+
+
+# issue 20, item 5: the library's public functions check what train_step checked for them
+
+
+@pytest.mark.parametrize("engine", ["definition", "fast"])
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lr": float("nan")}, "learning rate lr must be a finite number > 0, got nan"),
+    ({"lr": float("inf")}, "learning rate lr must be a finite number > 0, got inf"),
+    ({"lr": -1.0}, "learning rate lr must be a finite number > 0, got -1.0"),
+    ({"eps": 0.0}, "Adam's eps must be a finite number > 0, got 0.0"),
+    ({"b1": 1.0}, r"Adam's b1 must be a number in \[0, 1\), got 1.0"),
+    ({"b2": float("nan")}, r"Adam's b2 must be a number in \[0, 1\), got nan"),
+    ({"t": -1}, "step count t must be an integer >= 0, got -1"),
+    ({"t": 1.5}, "step count t must be an integer >= 0, got 1.5"),
+])
+def test_adam_update_refuses_settings_that_give_nan_or_an_uphill_step(problem, engine, kwargs, message):
+    # catches: lr = nan giving NaN parameters, lr = -1 a step uphill, eps = 0 a 0/0 where a gradient is 0,
+    # b1 = 1 and t = -1 a ZeroDivisionError, in the function users call directly (train_step checked lr only)
+    from iwae_np.engines import get_engine
+    params = problem[0]
+    update, init = get_engine(engine).adam_update, get_engine(engine).adam_init
+    state, kwargs = init(params), dict(kwargs)
+    if "t" in kwargs:
+        state = dict(state, t=kwargs.pop("t"))
+    grads = {n: {l: {k: np.zeros_like(v) for k, v in layer.items()} for l, layer in net.items()}
+             for n, net in params.items()}
+    with pytest.raises(ValueError, match=message):
+        update(params, grads, state, **{"lr": 1e-3, **kwargs})
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"dtype": np.int64}, "dtype must be float32 or float64"),
+    ({"k": float("inf")}, "k must be an integer >= 1, got inf"),
+    ({"k": float("nan")}, "k must be an integer >= 1, got nan"),
+])
+def test_sample_eps_refuses_integer_noise_and_infinite_k(bad, message):
+    # catches: integer "noise" (standard normals cast to int64: mostly 0), OverflowError for k = inf
+    kwargs = {"k": 3, "batch": 2, **bad}
+    with pytest.raises(ValueError, match=message):
+        sample_eps(np.random.default_rng(0), "one-layer", **kwargs)
+
+
+@pytest.mark.parametrize("log_w", [np.array([["a", "b"]]), np.array([[1 + 2j, 0j]]), [[None, 1.0]]])
+def test_bounds_refuse_log_weights_that_are_not_real_numbers(log_w):
+    # catches: numpy's own "ufunc 'maximum' did not contain a loop" for strings; complex weights silently bounded
+    with pytest.raises(ValueError, match="log_w must be an array of real numbers, got dtype"):
+        iwae_bound(log_w)
