@@ -3,7 +3,8 @@
 //
 //     node tools/typeset/typeset_check.mjs README.md docs/*.md
 //
-// Prints one line per problem, "file:line: what", and exits 1 if there is any (2 on bad usage).
+// Prints each file's count of formulas, then one line per problem, "file:line: what", and exits 1 if
+// there is any (2 on bad usage).
 // Run by tests/test_typeset.py; `npm ci --prefix tools/typeset` installs MathJax (.ci/run does).
 //
 // Formulas are found the way GitHub finds them, restricted to the two forms GitHub documents as safe
@@ -190,6 +191,8 @@ function main(files) {
       process.exit(2);
     }
     const found = extract(text);
+    const display = found.formulas.filter((f) => f.display).length;
+    console.log(`${file}: ${found.formulas.length} formulas (${display} display, ${found.formulas.length - display} inline)`);
     for (const p of found.problems) problems.push(`${file}:${p.line}: ${p.what}`);
     for (const f of found.formulas) {
       count++;
