@@ -34,7 +34,8 @@ class Recorder(doctest.DocTestRunner):
         self.got[id(example)] = got  # every example with output lands here: its source has no expected output
 
     def report_unexpected_exception(self, out, test, example, exc_info):
-        raise exc_info[1]
+        raise SystemExit(f"{test.filename}: the example\n    {example.source.strip()}\nraised "
+                         f"{exc_info[0].__name__}: {exc_info[1]}")
 
 
 def refresh(path):
