@@ -105,7 +105,7 @@ def test_the_check_fails_on_a_broken_formula(tmp_path):
 def test_the_check_passes_what_github_renders_and_skips_code(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("\n".join([
-        "Inline $`D_{KL}\\big(q \\,\\|\\, p\\big)`$, a price of \\$5, `$HOME` in code, and ``a ` $`x`$ ``.",
+        "Inline $`D_{KL}\\big(q \\,\\|\\, p\\big)`$, prices of \\$5 and <span>$</span>6, `$HOME` in code, ``a ` $`x`$ ``.",
         "",
         "```math",
         "\\begin{aligned} a &= b \\\\ &= \\operatorname{softplus}(l) && \\tfrac12 \\lVert x \\rVert \\end{aligned}",

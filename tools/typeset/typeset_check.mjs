@@ -12,7 +12,8 @@
 //   - display math: a fenced code block whose info string is `math`;
 //   - inline math: a code span written $`...`$ (the code span keeps backslashes verbatim).
 // Any other `$` in prose (a bare $...$ or $$...$$, where GitHub's Markdown may eat `\,` `\|` `\\`
-// before MathJax sees them) is reported; write `\$` for a literal dollar sign.
+// before MathJax sees them) is reported; write a literal dollar sign as <span>$</span>, as GitHub's
+// documentation advises, or as `\$`.
 //
 // MathJax is configured strictly: TeX packages `base` and `ams` only (everything the docs need), no
 // `noundefined` (which would typeset an unknown macro in red instead of failing), and a `formatError`
@@ -130,12 +131,12 @@ function scanProse(block, formulas, problems, tableRow = false) {
   for (let k = 0; k < outside.length; k++) {
     if (outside[k] === '$') {
       const at = outsideAt[k];
-      const escaped = at > 0 && text[at - 1] === '\\';
+      const escaped = (at > 0 && text[at - 1] === '\\') || text.slice(at - 6, at + 8) === '<span>$</span>';
       if (!escaped) {
         problems.push({
           line: lineAt(at),
           what: 'bare $ outside a code span: GitHub applies Markdown escapes inside $...$ and $$...$$; '
-            + 'write inline math as $`...`$ and display math in a ```math block (a literal dollar as \\$)',
+            + 'write inline math as $`...`$ and display math in a ```math block (a literal dollar as <span>$</span>)',
         });
         break;  // one report per block is enough
       }
