@@ -2,7 +2,8 @@
 
 - Every ``>>>`` session in docs/math.md runs as one doctest, in order and in one namespace, and every
   printed value must match: a change in the code that moves a printed number (a dropped ``- log k``, a
-  softplus that overflows, a schedule off by one stage) fails here.
+  softplus that overflows, a schedule off by one stage) fails here. ``docs/refresh_examples.py``, which
+  writes intended changes back, leaves an up-to-date page unchanged.
 - The README's "A short example" block runs, and what it prints must equal the README's "prints" block
   exactly: the numbers a new user reads are the numbers the code gives.
 - Every relative link of docs/math.md points at a file that exists; a link to a module names an
@@ -18,6 +19,7 @@
 import contextlib
 import doctest
 import importlib
+import importlib.util
 import io
 import json
 import re
@@ -110,6 +112,20 @@ def test_math_md_examples():
         result = runner.run(test, out=report.append)
     assert result.attempted == len(test.examples)
     assert result.failed == 0, "docs/math.md examples failed:\n" + "".join(report)
+
+
+def test_refresh_examples_leaves_an_up_to_date_page_unchanged(tmp_path):
+    # docs/refresh_examples.py is how an intended change of a printed number gets into the page: run on
+    # a page whose examples pass, it must write the page back byte for byte (a refresher that drops a
+    # continuation line, an output or the closing fence would corrupt the page it is meant to update)
+    spec = importlib.util.spec_from_file_location("refresh_examples", ROOT / "docs" / "refresh_examples.py")
+    refresh_examples = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(refresh_examples)
+    page = tmp_path / "math.md"
+    page.write_text(MATH.read_text())
+    blocks, changed = refresh_examples.refresh(page)
+    assert blocks == len(code_blocks(MATH.read_text(), "python")) and changed == []
+    assert page.read_text() == MATH.read_text()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,8 +5,8 @@ independent noise draws of the MIWAE(M, K) gradient (IWAE for M = 1) under each 
 three on the same noise; each parameter's SNR is |mean| / std over the draws, summarized by the
 median over theta (generative) and over phi (recognition) parameters. Writes OUT/snr.json (every
 number, and the slopes of log SNR against log K and log M) and OUT/snr.png (log-log, with reference
-slopes +1/2 and -1/2), and, for the default model, OUT/model.npz. Rainforth et al.: theta's SNR grows like sqrt(MK), IWAE's phi SNR falls like
-sqrt(M/K); DReG removes the fall.
+slopes +1/2 and -1/2), and, for the default model, OUT/model.npz. Rainforth et al.: theta's SNR is
+O(sqrt(MK)), IWAE's phi SNR is O(sqrt(M/K)), falling as 1/sqrt(K); DReG removes the fall.
 
 The model: --checkpoint (a training run or checkpoint, or a .npz of flat parameter names), else
 the paper's one-layer architecture trained briefly here (--train-steps of IWAE k=5) on --data.

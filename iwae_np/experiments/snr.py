@@ -8,9 +8,9 @@ vector through the noise ``eps`` only. Over ``n`` independent draws of ``eps``, 
     \mathrm{SNR}_j = \frac{|\hat E[g_j]|}{\widehat{\mathrm{std}}[g_j]}
 
 (sample mean and standard deviation with ``n - 1``). Rainforth et al. show that for the paper's
-(reparameterized) estimator the SNR of the generative parameters theta grows like :math:`\sqrt{MK}`
-while that of the recognition parameters phi falls like :math:`\sqrt{M/K}`; DReG (Tucker et al. 2019)
-removes the fall. Here the three estimators see the same noise on every draw.
+(reparameterized) estimator the SNR of the generative parameters theta is :math:`O(\sqrt{MK})`
+while that of the recognition parameters phi is :math:`O(\sqrt{M/K})`: it grows as :math:`\sqrt M` and
+falls as :math:`1/\sqrt K`. DReG (Tucker et al. 2019) removes the fall. Here the three estimators see the same noise on every draw.
 
 Summaries, per parameter group (theta: the ``p_*`` networks, phi: the ``q_*`` networks):
 

@@ -3,7 +3,7 @@ r"""Replay mode: check an implementation that draws its own noise, exactly, from
 The candidate evaluates a fixture's parameters and ``x`` with its own noise and writes its latents
 ``h.h<l> (k, B, d_l)``, its ``log_w (k, B)``, bounds (``bound.<name> (B,)`` and/or ``bound_mean.<name> ()``)
 and optionally gradients (``grad.<name>.<parameter>``) and terms. iwae-np recovers the noise layer by
-layer with its own recognition networks evaluated at the candidate's latents (paper section 2.1),
+layer with its own recognition networks evaluated at the candidate's latents (paper section 2),
 
 .. math::
     \epsilon_1 = \frac{h_1 - \mu_1(x)}{\sigma_1(x)}, \qquad
