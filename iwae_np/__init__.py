@@ -30,9 +30,9 @@ import importlib
 from .version import __version__
 
 # the paper's math (the definition)
-from .special import log_mean_exp, logsumexp, softmax, softplus
+from .special import log_mean_exp, logsumexp, sigmoid, softmax, softplus
 from .densities import bernoulli_log_likelihood, gaussian_log_density, standard_normal_log_density
-from .networks import dense, tanh_mlp
+from .networks import dense, init_dense, tanh_mlp
 from .model import (PRESETS, Architecture, generative_log_density, get_architecture, init_params,
                     log_importance_weights, log_weight_terms, recognition_log_density, sample_eps, sample_generative,
                     sample_posterior)
@@ -43,8 +43,9 @@ from .gradients import average_gradient, importance_weighted_gradient, log_weigh
 from .estimators import (ESTIMATORS, OBJECTIVES, dreg_gradient, estimate_gradient, piwae_gradient, rws_gradient,
                          stl_gradient)
 from .optimizers import PAPER_ADAM, NonFiniteGradientError, adam_init, adam_update
+from .tree import flatten_tree, tree_map
 # verification here, and the checks of other frameworks' results against the oracle (definition only)
-from .verify import check_model, finite_difference_gradient
+from .verify import check_model, compare_gradients, finite_difference_gradient
 from .oracle import OracleInputError, check_results, export_suite, replay_check, statistical_check
 from .data import DATASETS, binarize, load_dataset
 
@@ -70,8 +71,9 @@ def __dir__():
 __all__ = [
     "__version__",
     # special, densities, networks
-    "logsumexp", "log_mean_exp", "softplus", "softmax",
+    "logsumexp", "log_mean_exp", "softplus", "softmax", "sigmoid",
     "gaussian_log_density", "standard_normal_log_density", "bernoulli_log_likelihood", "dense", "tanh_mlp",
+    "init_dense",
     # model
     "Architecture", "PRESETS", "get_architecture", "init_params", "sample_eps", "sample_posterior",
     "generative_log_density", "recognition_log_density", "log_weight_terms", "log_importance_weights",
@@ -83,13 +85,15 @@ __all__ = [
     "OBJECTIVES", "ESTIMATORS", "estimate_gradient", "stl_gradient", "dreg_gradient", "rws_gradient", "piwae_gradient",
     # optimizer
     "adam_init", "adam_update", "PAPER_ADAM",
+    # parameter trees (named like checkpoints and fixtures)
+    "flatten_tree", "tree_map",
     # engines
     "ENGINES", "get_engine",
     # training and evaluation
     "DATASETS", "load_dataset", "binarize", "TrainConfig", "train", "train_step", "paper_schedule",
     "iwae_log_likelihood", "active_units",
     # checks
-    "check_model", "finite_difference_gradient", "export_suite", "check_results", "replay_check", "statistical_check",
+    "check_model", "finite_difference_gradient", "compare_gradients", "export_suite", "check_results", "replay_check", "statistical_check",
     # errors
     "NonFiniteLogWeightError", "NonFiniteGradientError", "NonFiniteLossError", "CheckpointError", "OracleInputError",
 ]

@@ -1,8 +1,8 @@
 r"""Log densities of the model's distributions (paper section 2).
 
 - :func:`gaussian_log_density`: diagonal Gaussian, parameterized by mean and log standard deviation.
-- :func:`standard_normal_log_density`: the prior :math:`p(h_L) = \mathcal N(0, I)`.
-- :func:`bernoulli_log_likelihood`: :math:`\log p(x \mid h_1)` from logits.
+- :func:`standard_normal_log_density`: the prior :math:`p(h^L) = \mathcal N(0, I)`.
+- :func:`bernoulli_log_likelihood`: :math:`\log p(x \mid h^1)` from logits.
 
 All sum over the last axis (the units) and broadcast over the leading ones
 (samples ``k`` and examples ``batch``). Written in ``autograd.numpy``; autograd differentiates them.
@@ -43,7 +43,7 @@ def bernoulli_log_likelihood(x, logits):
     r"""Bernoulli log-likelihood from logits, summed over the last axis.
 
     .. math::
-        \log p(x \mid h_1) = \sum_j \big[x_j l_j - \operatorname{softplus}(l_j)\big]
+        \log p(x \mid h^1) = \sum_j \big[x_j l_j - \operatorname{softplus}(l_j)\big]
 
     Derivation, with :math:`p = \sigma(l)`::
 

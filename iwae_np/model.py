@@ -14,7 +14,9 @@ whose names start with ``q_`` are the recognition parameters phi, ``p_`` the gen
 
 Shapes: ``x (batch, D)``; noise ``eps[l - 1] (k, batch, d_l)``, one array per stochastic
 layer ``h_l``; latents ``h[l - 1] (k, batch, d_l)``; log weights ``(k, batch)``.
-Written in ``autograd.numpy``: autograd differentiates every function here.
+Written in ``autograd.numpy``: autograd differentiates every function here. In formulas the layer is
+a superscript (:math:`h^l`) and a subscript is a sample (:math:`h_i`), as in ``docs/math.md``; code
+names number layers from 1 (``h1``, ``q_h2``).
 """
 from dataclasses import dataclass
 
@@ -177,11 +179,11 @@ def gaussian_layer(net, a):
 
 
 def sample_posterior(params, x, eps):
-    r"""Reparameterized samples from :math:`q_\phi(h_1, ..., h_L \mid x)` (paper section 2).
+    r"""Reparameterized samples from :math:`q_\phi(h^1, ..., h^L \mid x)` (paper section 2).
 
     .. math::
-        h_1 = \mu_1(x) + \sigma_1(x) \odot \epsilon_1, \qquad
-        h_{l+1} = \mu_{l+1}(h_l) + \sigma_{l+1}(h_l) \odot \epsilon_{l+1}
+        h^1 = \mu^1(x) + \sigma^1(x) \odot \epsilon^1, \qquad
+        h^{l+1} = \mu^{l+1}(h^l) + \sigma^{l+1}(h^l) \odot \epsilon^{l+1}
 
     The network of ``q(h_1|x)`` runs once per example ``(batch, D) -> (batch, d_1)`` and is
     broadcast over the k samples; deeper layers run on all ``k * batch`` samples.
@@ -225,12 +227,12 @@ def recognition_log_density_terms(h, q_stats):
 
 
 def generative_log_density(params, x, h):
-    r""":math:`\log p_\theta(x, h) = \log p(x|h_1) + \sum_{l<L} \log p(h_l|h_{l+1}) + \log p(h_L)`, shape ``(k, batch)``."""
+    r""":math:`\log p_\theta(x, h) = \log p(x|h^1) + \sum_{l<L} \log p(h^l|h^{l+1}) + \log p(h^L)`, shape ``(k, batch)``."""
     return sum(generative_log_density_terms(params, x, h).values())
 
 
 def recognition_log_density(params, x, h):
-    r""":math:`\log q_\phi(h|x) = \log q(h_1|x) + \sum_{l<L} \log q(h_{l+1}|h_l)` at given latents ``h``, shape ``(k, batch)``.
+    r""":math:`\log q_\phi(h|x) = \log q(h^1|x) + \sum_{l<L} \log q(h^{l+1}|h^l)` at given latents ``h``, shape ``(k, batch)``.
 
     Only the ``q_*`` networks of ``params`` are used. With stopped latents this is what RWS's wake-phi step ascends.
     """
@@ -241,8 +243,8 @@ def log_weight_terms(params, x, eps, log_q_params=None, validate=True):
     r"""All the parts of the log importance weights for the samples given by ``eps`` (paper section 3).
 
     .. math::
-        \log w = \underbrace{\log p(x|h_1) + \sum_{l<L} \log p(h_l|h_{l+1}) + \log p(h_L)}_{\log p(x, h)}
-                 - \underbrace{\Big[\log q(h_1|x) + \sum_{l<L} \log q(h_{l+1}|h_l)\Big]}_{\log q(h|x)}
+        \log w = \underbrace{\log p(x|h^1) + \sum_{l<L} \log p(h^l|h^{l+1}) + \log p(h^L)}_{\log p(x, h)}
+                 - \underbrace{\Big[\log q(h^1|x) + \sum_{l<L} \log q(h^{l+1}|h^l)\Big]}_{\log q(h|x)}
 
     Returns a dict with
 

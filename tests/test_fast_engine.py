@@ -212,11 +212,11 @@ def test_train_records_its_engine_and_both_engines_train_alike(tmp_path):
 def test_fast_engine_drops_only_weights_below_the_dtypes_resolution():
     """Weights below eps^2 of the dtype (1.4e-14 float32, 4.9e-32 float64) become exact zeros before the VJP
     (subnormal arithmetic is ~100x slower on some CPUs); larger ones, and negative DReG weights, are kept."""
-    from iwae_np.fast.estimators import _without_negligible
+    from iwae_np.fast.estimators import drop_negligible
     c = np.array([[1.0, np.exp(-40.0), np.exp(-150.0), -1e-3, -1e-40]]).T  # (k, batch)
-    c32 = _without_negligible(c.astype(np.float32))
+    c32 = drop_negligible(c.astype(np.float32))
     assert c32.dtype == np.float32 and c32[:, 0].tolist() == [1.0, 0.0, 0.0, np.float32(-1e-3), 0.0]
-    c64 = _without_negligible(c)
+    c64 = drop_negligible(c)
     assert c64[:, 0].tolist() == [1.0, np.exp(-40.0), 0.0, -1e-3, 0.0]
     # end to end: a spread of log weights gives no subnormal gradient entry in float32
     params, x, eps = paper_problem("one-layer", 50, batch=2, dtype=np.float32)
