@@ -6,7 +6,7 @@ import types
 import numpy as np
 import pytest
 
-from iwae_np.experiments import training
+from iwae_np.engines import get_engine
 from iwae_np.model import Architecture
 from iwae_np.experiments.checkpoints import load_checkpoint, load_params, save_checkpoint
 from iwae_np.experiments.schedule import paper_schedule
@@ -148,14 +148,15 @@ def test_resume_refuses_another_configuration_and_fresh_run_refuses_existing(tmp
 
 
 def _register_objective(monkeypatch, name, fn):
-    """Make the training loop find ``fn`` under ``name`` (a test-only objective)."""
-    real_get = training.get_objective
-    monkeypatch.setattr(training, "get_objective", lambda n, k=None: fn if n == name else real_get(n, k))
+    """Make the training loop find ``fn`` under ``name`` (a test-only objective), whatever the engine."""
+    from iwae_np.engines import Engine
+    real_get = Engine.objective
+    monkeypatch.setattr(Engine, "objective", lambda self, n, k=None: fn if n == name else real_get(self, n, k))
 
 
 def test_nonfinite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = training.get_objective("iwae")
+    real = get_engine().objective("iwae")
 
     def explodes(params, x, eps):
         calls["n"] += 1
@@ -172,7 +173,7 @@ def test_nonfinite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint
 
 
 def test_nonfinite_gradient_is_reported_as_such(tmp_path, monkeypatch):
-    real = training.get_objective("vae")
+    real = get_engine().objective("vae")
 
     def bad_gradient(params, x, eps):
         bound, grads = real(params, x, eps)
