@@ -232,13 +232,19 @@ def test_stale_temporaries_are_removed_when_a_run_starts_and_when_it_resumes(tmp
     # catches: the 5 MB .checkpoint.npz.*.tmp of a SIGKILL mid-write left there for ever
     run = tmp_path / "run"
     run.mkdir()
-    stale = [run / ".checkpoint.npz.k1ll3d.tmp", run / ".metrics.jsonl.abc.tmp", run / ".config.json.x.tmp"]
+    # (the names atomic_write generates: mkstemp's 8 random characters after the project's mark)
+    stale = [run / ".checkpoint.npz.iwae-np-k1ll3d_0.tmp", run / ".metrics.jsonl.iwae-np-abcdefgh.tmp",
+             run / ".config.json.iwae-np-x1234567.tmp"]
     for path in stale:
         path.write_bytes(b"\0" * 1000)
-    (run / ".notes.tmp").write_text("not ours")
+    # catches: a user's files that merely look like temporaries deleted by the cleanup (issue 20, item 7)
+    users = [run / ".notes.tmp", run / ".config.json.backup.tmp", run / ".checkpoint.npz.old.tmp",
+             run / ".metrics.jsonl.iwae-np-mine.tmp", run / ".config.json.iwae-np-12345678.tmp.keep"]
+    for path in users:
+        path.write_text("not ours")
     cfg = config(schedule=[{"passes": 1, "lr": 1e-3}])
     train(toy_dataset(), cfg, run, progress=False)
-    assert not any(path.exists() for path in stale) and (run / ".notes.tmp").exists()
+    assert not any(path.exists() for path in stale) and all(path.read_text() == "not ours" for path in users)
     stale[0].write_bytes(b"\0" * 1000)
     train(toy_dataset(), cfg, run, resume=True, progress=False)
     assert not stale[0].exists()
@@ -248,7 +254,7 @@ def test_a_directory_another_process_trains_in_is_refused_and_its_temporaries_ke
     fcntl = pytest.importorskip("fcntl")  # POSIX; without it there is no lock
     run = tmp_path / "run"
     run.mkdir()
-    (run / ".checkpoint.npz.other.tmp").write_bytes(b"being written")
+    (run / ".checkpoint.npz.iwae-np-other123.tmp").write_bytes(b"being written")
     fd = os.open(run, os.O_RDONLY)  # what the other process holds (another open file, another lock)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     try:
@@ -256,7 +262,7 @@ def test_a_directory_another_process_trains_in_is_refused_and_its_temporaries_ke
             train(toy_dataset(), config(), run, progress=False)
     finally:
         os.close(fd)
-    assert sorted(p.name for p in run.iterdir()) == [".checkpoint.npz.other.tmp"]
+    assert sorted(p.name for p in run.iterdir()) == [".checkpoint.npz.iwae-np-other123.tmp"]
 
 
 def test_a_run_that_cannot_start_leaves_no_directory(tmp_path):
@@ -337,7 +343,8 @@ def test_evaluate_output_that_is_a_directory(tmp_path, capsys):
 
 _TABLE_DRIVER = """
 import sys
-from iwae_np.experiments.table import run_table, table_cells
+from iwae_np.experiments.cells import table_cells
+from iwae_np.experiments.table import run_table
 out = sys.argv[1]
 base = {"architectures": {1: {"x_dim": 784, "latent_dims": [2], "q_hidden": [[6]], "p_hidden": [[6]]}},
         "schedule": [{"passes": 1, "lr": 1e-3}, {"passes": 10 ** 6, "lr": 1e-3}], "batch_size": 20,

@@ -321,7 +321,8 @@ def train(dataset, config, run_dir, resume=False, params=None, progress=True, ch
     passes, mean training bound over the stage, :math:`\mathcal L_{monitor\_k}` on test and training
     examples, wall time) is appended to ``metrics.jsonl``. ``callback(info)``, if given, is called
     after every step with a dict (``global_step``, ``stage``, ``bound``, ``position``,
-    ``checkpoint_step``, and ``stage_record``: the metric record when the step ended a stage, else None).
+    ``checkpoint_step``, ``steps_per_pass``, ``schedule``, and ``stage_record``: the metric record when the
+    step ended a stage, else None).
 
     The process holds ``run_dir`` while it trains (another process training there gets a
     ``ValueError``) and first removes the temporary files a killed process left there. A run
@@ -408,7 +409,8 @@ def run_steps(state, dataset, progress=True, checkpoint_every=300.0, callback=No
                 state.save(state.latest)
             if callback is not None:
                 callback({"global_step": pos["global_step"], "stage": stage["stage"], "bound": bound,
-                          "position": dict(pos), "checkpoint_step": state.saved_step, "stage_record": record})
+                          "position": dict(pos), "checkpoint_step": state.saved_step, "stage_record": record,
+                          "steps_per_pass": steps_per_pass(state), "schedule": schedule})
     except KeyboardInterrupt:
         return _save_on_interrupt(state)
     finally:
