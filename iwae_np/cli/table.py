@@ -130,8 +130,8 @@ def _report(args, results, done, wall):
             f"NLL = -L_{args.eval_k} on {done[0]['n_test'] if done else '?'} test images; "
             f"AU: active units (A_u > 0.01). Wall time {wall:.0f} s.")
     if paper_label(args.data) != f"paper {paper_key(args.data)}":
-        note += (f" The paper has no {args.data} results: its MNIST numbers are shown as a reference point, "
-                 "not the same experiment.")
+        note += (f" *The paper has no {args.data} results: its {paper_key(args.data)} numbers are shown as a "
+                 "reference point, not the same experiment.")
     try:
         claims = claims_report(done, args.data)
     except ValueError as err:  # cells evaluated by an older version, or on different test images

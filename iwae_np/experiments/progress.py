@@ -54,12 +54,14 @@ class CellProgress:
 
     ``write(text)`` prints a block (one call per block). ``reports``: a queue the cells put their reports
     into (:func:`cell_reporter`; a ``multiprocessing`` queue for worker processes), or None for a fresh
-    ``queue.Queue``; a report ``{"name", "phase": text}`` sets a cell's phase (``evaluating``, ``done``).
+    ``queue.Queue``; a report ``{"name", "phase": "done"}`` removes a cell. ``interval``: default
+    :data:`PROGRESS_SECONDS`.
     Use as a context manager: the thread runs inside the block.
     """
 
-    def __init__(self, write, reports=None, interval=PROGRESS_SECONDS, clock=time.monotonic):
-        self.write, self.interval, self.clock = write, interval, clock
+    def __init__(self, write, reports=None, interval=None, clock=time.monotonic):
+        self.write, self.clock = write, clock
+        self.interval = PROGRESS_SECONDS if interval is None else interval
         self.reports = queue.Queue() if reports is None else reports
         self.latest, self.first = {}, {}
         self._stop = threading.Event()
@@ -71,21 +73,19 @@ class CellProgress:
 
     def add(self, report):
         name = report["name"]
-        if "phase" in report:
-            if report["phase"] == "done":
-                self.latest.pop(name, None)
-            else:
-                self.latest[name] = dict(self.latest.get(name, {}), phase=report["phase"])
+        if report.get("phase") == "done":
+            self.latest.pop(name, None)
             return
         self.first.setdefault(name, report)
         self.latest[name] = report
 
     def lines(self):
+        """One line per running cell: stage, pass, step, steps per second and training time left."""
         out = []
         for name in sorted(self.latest):
             r = self.latest[name]
-            if "global_step" not in r:
-                out.append(f"  [{name}] {r['phase']}")
+            if r["global_step"] >= r["total_steps"]:
+                out.append(f"  [{name}] trained ({r['total_steps']} steps); evaluating")
                 continue
             first = self.first[name]
             dt, done = r["time"] - first["time"], r["global_step"] - first["global_step"]
@@ -95,7 +95,7 @@ class CellProgress:
                     f"step {r['step'] + 1}/{r['steps_per_pass']} ({r['global_step']}/{r['total_steps']} steps), "
                     + (f"{rate:.1f} steps/s, training left {format_duration(left)}" if rate == rate
                        else "rate: measuring"))
-            out.append(text + (f"; {r['phase']}" if "phase" in r else ""))
+            out.append(text)
         return out
 
     def _run(self):
