@@ -6,7 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -84,6 +86,45 @@ def test_ctrl_c_during_the_final_checkpoint_write_resumes_to_the_finished_run(tm
         assert load_run_checkpoint(run)["meta"]["position"]["stage"] == 2
     monkeypatch.undo()
     assert train(toy_dataset(), config(), run, resume=True, progress=False)["status"] == "finished"
+    assert_same_run(run, straight)
+    assert [p.name for p in run.iterdir() if p.name.endswith(".tmp")] == []
+
+
+class SignalInsideTheWrite:
+    """np.savez as the checkpoint writer calls it: for a finished run's checkpoint, a real SIGINT sent to this
+    process just after zipfile has opened its writing handle for the first array (``_writing`` set, the handle
+    not yet returned): where Ctrl-C 1-8 ms into the write lands, and where a KeyboardInterrupt leaves zipfile
+    unable to close ("Can't close the ZIP file while there is an open writing handle")."""
+
+    def __init__(self, monkeypatch):
+        self.real, self.armed, self.sent = checkpoints.np.savez, False, 0
+        real_init = zipfile._ZipWriteFile.__init__
+
+        def init(handle, *args, **kwargs):
+            if self.armed:
+                self.armed, self.sent = False, self.sent + 1
+                os.kill(os.getpid(), signal.SIGINT)  # its handler runs here, before the handle exists
+            real_init(handle, *args, **kwargs)
+
+        monkeypatch.setattr(zipfile._ZipWriteFile, "__init__", init)
+
+    def __call__(self, f, **arrays):
+        self.armed = not self.sent and json.loads(str(arrays["meta"]))["status"] == "finished"
+        return self.real(f, **arrays)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals reach the main thread")
+def test_a_real_ctrl_c_inside_the_final_checkpoint_write_saves_it(tmp_path, monkeypatch, straight):
+    # catches (issue 20, item 8): the KeyboardInterrupt raised inside np.savez surfacing as zipfile's "Can't close
+    # the ZIP file while there is an open writing handle" ValueError: an error instead of a save, the checkpoint
+    # left at the previous stage
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    writer = SignalInsideTheWrite(monkeypatch)
+    monkeypatch.setattr(checkpoints.np, "savez", writer)
+    run = tmp_path / "run"
+    assert train(toy_dataset(), config(), run, progress=False)["status"] == "interrupted"
+    assert writer.sent == 1  # the signal was sent, inside the write
+    assert load_run_checkpoint(run)["meta"]["status"] == "finished"
     assert_same_run(run, straight)
     assert [p.name for p in run.iterdir() if p.name.endswith(".tmp")] == []
 

@@ -28,8 +28,8 @@ from ..model import (Architecture, NonFiniteLogWeightError, architecture_of, ini
                      validate_params)
 from ..optimizers import PAPER_ADAM, NonFiniteGradientError, adam_init, adam_update
 from ..tree import tree_map
-from .checkpoints import (CHECKPOINT_NAME, CheckpointError, CheckpointWriteError, load_run_checkpoint,
-                          save_checkpoint)
+from .checkpoints import (CHECKPOINT_NAME, CheckpointError, CheckpointWriteError, interrupts_deferred,
+                          load_run_checkpoint, save_checkpoint)
 from .rundirs import check_not_foreign, check_output_dir, claim_directory
 from .schedule import check_schedule, paper_schedule
 
@@ -203,17 +203,18 @@ class RunState:
                 "position": snap["pos"], "history": snap["history"], "elapsed": snap["elapsed"],
                 "status": snap["status"], "data_fingerprint": self.fingerprint,
                 "steps_per_pass": steps_per_pass(self), "total_passes": config.total_passes}
-        try:
-            save_checkpoint(self.checkpoint_path, snap["params"], snap["opt_state"],
-                            np.random.Generator(bit_generator), meta, snap["perm"])
-        except CheckpointWriteError as err:
-            kept = (f"the checkpoint after global step {self.saved_step} is intact" if self.saved_step is not None
-                    else "no checkpoint had been written yet")
-            cause = err.__cause__ if isinstance(err.__cause__, OSError) else err
-            raise CheckpointWriteError(f"could not write the checkpoint {self.checkpoint_path} "
-                                       f"({cause.strerror or cause}); {kept}. Make room (or raise the "
-                                       "file-size limit) and continue with --resume") from cause
-        self.saved_at, self.saved_step, self.saved = time.monotonic(), snap["pos"]["global_step"], snap
+        with interrupts_deferred():  # Ctrl-C comes after the record of what was saved
+            try:
+                save_checkpoint(self.checkpoint_path, snap["params"], snap["opt_state"],
+                                np.random.Generator(bit_generator), meta, snap["perm"])
+            except CheckpointWriteError as err:
+                kept = (f"the checkpoint after global step {self.saved_step} is intact"
+                        if self.saved_step is not None else "no checkpoint had been written yet")
+                cause = err.__cause__ if isinstance(err.__cause__, OSError) else err
+                raise CheckpointWriteError(f"could not write the checkpoint {self.checkpoint_path} "
+                                           f"({cause.strerror or cause}); {kept}. Make room (or raise the "
+                                           "file-size limit) and continue with --resume") from cause
+            self.saved_at, self.saved_step, self.saved = time.monotonic(), snap["pos"]["global_step"], snap
 
     def result(self, status=None):
         return {"params": self.params, "status": status or self.status, "history": self.history,
