@@ -140,3 +140,40 @@ def test_table_with_a_bad_scheduler_address_is_a_one_line_error(tmp_path, capsys
                "--k", "1", "--stages", "1", "--scheduler", "notanaddress::", "--out", str(tmp_path / "t")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("iwae-np table: error: cannot reach the Dask scheduler at 'notanaddress::'")
+
+
+@pytest.fixture
+def silent_port():
+    """A TCP port on loopback that accepts connections and never speaks (not a Dask scheduler)."""
+    import socket
+    server = socket.create_server(("127.0.0.1", 0))
+    yield server.getsockname()[1]
+    server.close()
+
+
+@pytest.mark.parametrize("address", ["tls://127.0.0.1:PORT", "inproc://nothing", "tcp://127.0.0.1:1", "tls://127.0.0.1:1",
+                                     "notanaddress::", "tcp://:8786", "127.0.0.1:1"])
+def test_every_unusable_scheduler_address_is_one_line_before_anything_runs(tmp_path, capsys, silent_port, address):
+    # catches (issue 20, item 13): a TypeError traceback for tls:// without TLS settings, "not enough values to
+    # unpack" for inproc://nothing, a traceback or a generic message for the others
+    from iwae_np.cli import main
+    address = address.replace("PORT", str(silent_port))
+    rc = main(["table", "--data", "mnist5k", "--train-subset", "60", "--test-subset", "30", "--layers", "1",
+               "--k", "1", "--stages", "1", "--scheduler", address, "--out", str(tmp_path / "t")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"iwae-np table: error: cannot reach the Dask scheduler at {address!r}: "), err
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_refused_port_is_reported_without_waiting_for_the_client(tmp_path, capsys, monkeypatch):
+    # catches: a refused port reported after the client's 30 s timeout. Certain, not timed: the client is never
+    # made (the connection is tried first, and a refusal is immediate)
+    class NoClient(distributed.Client):
+        def __init__(self, *args, **kwargs):
+            pytest.fail("the client waited for a refused port")
+
+    monkeypatch.setattr(distributed, "Client", NoClient)
+    from iwae_np.experiments.cluster import connect
+    with pytest.raises(ValueError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:1': Connection refused"):
+        connect("tcp://127.0.0.1:1")

@@ -27,7 +27,7 @@ from pathlib import Path
 from ..data import dataset_from_spec
 from ..experiments.cells import TABLE_FILES, TABLE_OBJECTIVES, check_table_dir, table_cells
 from ..experiments.claims import claims_report
-from ..experiments.cluster import connect, run_table_on_cluster
+from ..experiments.cluster import close_client, connect, run_table_on_cluster
 from ..experiments.figures import make_table_figures
 from ..experiments.paper import paper_key, paper_label
 from ..experiments.rundirs import check_not_foreign, check_output_dir, claim_directory
@@ -99,7 +99,10 @@ def run(args):
     out.mkdir(parents=True, exist_ok=True)
     with claim_directory(out, TABLE_FILES):
         if client is not None:
-            results = run_table_on_cluster(cells, base, out, eval_opts, client, log=_stderr_line)
+            try:
+                results = run_table_on_cluster(cells, base, out, eval_opts, client, log=_stderr_line)
+            finally:
+                close_client(client)
         else:
             results = run_table(cells, base, out, eval_opts, jobs=args.jobs, progress=_progress_writer(args),
                                 log=_stderr_line)

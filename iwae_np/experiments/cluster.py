@@ -31,7 +31,7 @@ from pathlib import Path
 from .cells import TABLE_FILES, check_table_dir, run_cell
 from .rundirs import claim_directory
 
-__all__ = ["connect", "run_table_on_cluster", "run_cell_task", "dask_map", "RESUBMISSIONS"]
+__all__ = ["connect", "close_client", "run_table_on_cluster", "run_cell_task", "dask_map", "RESUBMISSIONS"]
 
 #: How many times a cell given up by Dask (``KilledWorker``) is submitted again.
 RESUBMISSIONS = 3
@@ -54,7 +54,8 @@ def connect(scheduler):
     if isinstance(scheduler, Client):
         return scheduler
     if not isinstance(scheduler, str) or not scheduler.strip():
-        raise ValueError(f"--scheduler {scheduler!r}: expected an address such as tcp://host:8786")
+        raise ValueError(f"cannot reach the Dask scheduler at {scheduler!r}: not an address (expected "
+                         "tcp://host:8786)")
     _check_reachable(scheduler)
     try:
         return Client(scheduler, timeout=f"{CONNECT_TIMEOUT:g}s")
@@ -72,11 +73,28 @@ def _check_reachable(address):
     host, _, port = rest.rpartition(":")
     host = host.strip("[]")
     if not host or not port.isdigit():
-        raise ValueError(f"--scheduler {address!r}: expected an address such as tcp://host:8786")
+        raise ValueError(f"cannot reach the Dask scheduler at {address!r}: not an address (expected tcp://host:8786)")
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
     except OSError as err:
         raise ValueError(f"cannot reach the Dask scheduler at {address!r}: {err.strerror or err}") from None
+
+
+def close_client(client):
+    """Close ``client`` without the traceback distributed logs when its scheduler is gone (its reconnection
+    attempts are cancelled by the close); the cells' results already say what happened."""
+    import logging
+    loggers = [logging.getLogger(name) for name in ("distributed", "distributed.client", "distributed.core")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        client.close(timeout=CONNECT_TIMEOUT)
+    except Exception:  # noqa: BLE001 - a client whose scheduler died may fail to close: nothing is left to save
+        pass
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _log(message):
@@ -187,10 +205,10 @@ def _run_on(client, as_completed, cells, base, out_dir, eval_opts, log, split_ev
                 again = submit(cell)
                 futures[again] = cell
                 pending.add(again)
-            except Exception as err:  # one failing cell does not stop the others
-                results[cell["name"]] = {"status": "failed", "name": cell["name"],
-                                         "error": f"{type(err).__name__}: {err}"}
-                log(f"[{cell['name']}] failed: {type(err).__name__}: {err}")
+            except Exception as err:  # one failing cell does not stop the others (a lost scheduler fails them all)
+                reason = f"{type(err).__name__}: {' '.join(str(err).split())}"  # one line
+                results[cell["name"]] = {"status": "failed", "name": cell["name"], "error": reason}
+                log(f"[{cell['name']}] failed: {reason}")
     except KeyboardInterrupt:
         client.cancel(list(futures))  # tasks not started yet; a running cell keeps its checkpoint
         log("interrupted: the remaining cells were cancelled; run the same command again to resume them")
