@@ -229,7 +229,15 @@ print(json.dumps([r["status"] for r in results]))
 """
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="the workers are stopped by SIGUSR1 (POSIX)")
+def _children(pid):
+    children = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            children |= {int(c) for c in f.read().split()}
+    return children
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads the process tree from /proc (Linux)")
 def test_sigint_to_the_table_process_alone_stops_its_workers(tmp_path):
     # catches: the table waiting for every running cell to finish training (days) after a SIGINT sent to it
     # alone (a supervisor, `timeout -s INT`). The moment is certain: both cells' stage-0 checkpoints exist, so
@@ -245,6 +253,10 @@ def test_sigint_to_the_table_process_alone_stops_its_workers(tmp_path):
             assert parent.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "the workers did not start\n" + log.read_text()
             time.sleep(0.05)
+        for worker in _children(parent.pid):  # they started with SIGINT ignored: Ctrl-C never lands in their import
+            with open(f"/proc/{worker}/status") as f:
+                ignored = int(next(line for line in f if line.startswith("SigIgn:")).split()[1], 16)
+            assert ignored >> (signal.SIGINT - 1) & 1, f"worker {worker} does not ignore SIGINT"
         os.kill(parent.pid, signal.SIGINT)
         out, _ = parent.communicate(timeout=120)  # a bound for a broken implementation, not a wait for success
     finally:
@@ -257,3 +269,18 @@ def test_sigint_to_the_table_process_alone_stops_its_workers(tmp_path):
     for c in cells:  # each saved its cell: a rerun resumes it
         meta = load_run_checkpoint(c)["meta"]
         assert meta["status"] == "interrupted" and meta["position"]["stage"] == 1, (c, meta)
+
+
+def test_ctrl_c_while_the_commands_are_imported_is_one_line(monkeypatch, capsys):
+    # catches (issue 20, item 14, the part in the command line): a KeyboardInterrupt traceback when Ctrl-C comes
+    # while main() imports the commands' modules. (Before main() runs, `import iwae_np` itself is not covered.)
+    import importlib
+
+    import iwae_np.cli as cli
+
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib, "import_module", interrupted)
+    assert cli.main(["train", "--help"]) == 130
+    assert capsys.readouterr().err == "iwae-np: interrupted\n"

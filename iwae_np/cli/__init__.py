@@ -42,7 +42,11 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
+    try:
+        parser = build_parser()  # imports every command's modules: Ctrl-C may come while it does
+    except KeyboardInterrupt:
+        print("iwae-np: interrupted", file=sys.stderr)
+        return 130
     try:
         args = parser.parse_args(argv)
     except UsageError as err:
