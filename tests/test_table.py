@@ -284,3 +284,20 @@ def test_ctrl_c_while_the_commands_are_imported_is_one_line(monkeypatch, capsys)
     monkeypatch.setattr(importlib, "import_module", interrupted)
     assert cli.main(["train", "--help"]) == 130
     assert capsys.readouterr().err == "iwae-np: interrupted\n"
+
+
+@pytest.mark.parametrize("data, label, footnote", [("mnist", "paper MNIST VAE", False), ("omniglot", "paper Omniglot VAE", False),
+                                                   ("fashion-mnist", "paper MNIST* VAE", True),
+                                                   ("mnist5k", "paper MNIST* VAE", True)])
+def test_a_table_beside_another_data_sets_numbers_says_so(data, label, footnote):
+    # catches (issue 17): Fashion-MNIST and mnist5k tables labelled "paper MNIST" as if the paper had them
+    from iwae_np.experiments.claims import claims_report
+    from iwae_np.experiments.paper import paper_footnote
+    from iwae_np.experiments.table import markdown_table
+    cell = {"status": "finished", "objective": "vae", "k": 50, "layers": 1, "test_nll": 90.0, "active_units": [3],
+            "test_L": [-90.0, -91.0], "active_units_total": 3, "data": data, "n_test": 2, "eval_k": 3, "eval_seed": 0}
+    cells = [cell, dict(cell, objective="iwae", test_L=[-89.0, -89.5])]
+    assert f"| {label} |" in markdown_table(cells, data)
+    claims = claims_report(cells, data)
+    assert (f"{data} results: its MNIST numbers are shown as a reference point" in claims) == footnote
+    assert bool(paper_footnote(data)) == footnote

@@ -29,7 +29,7 @@ from ..experiments.cells import TABLE_FILES, TABLE_OBJECTIVES, check_table_dir, 
 from ..experiments.claims import claims_report
 from ..experiments.cluster import close_client, connect, run_table_on_cluster
 from ..experiments.figures import make_table_figures
-from ..experiments.paper import paper_key, paper_label
+from ..experiments.paper import paper_footnote
 from ..experiments.rundirs import check_not_foreign, check_output_dir, claim_directory
 from ..experiments.table import markdown_table, run_table, with_shared_k1
 from ..files import write_json, write_text
@@ -132,9 +132,8 @@ def _report(args, results, done, wall):
     note = (f"{args.data}, {len(trained)} cells trained, {'/'.join(map(str, passes))} passes per cell, "
             f"NLL = -L_{args.eval_k} on {done[0]['n_test'] if done else '?'} test images; "
             f"AU: active units (A_u > 0.01). Wall time {wall:.0f} s.")
-    if paper_label(args.data) != f"paper {paper_key(args.data)}":
-        note += (f" *The paper has no {args.data} results: its {paper_key(args.data)} numbers are shown as a "
-                 "reference point, not the same experiment.")
+    if paper_footnote(args.data):
+        note += " " + paper_footnote(args.data)
     try:
         claims = claims_report(done, args.data)
     except ValueError as err:  # cells evaluated by an older version, or on different test images

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .paper import PAPER_TABLE1, paper_key, paper_label
+from .paper import PAPER_TABLE1, paper_footnote, paper_key, paper_label
 
 __all__ = ["VERDICT_SE", "PairedDifference", "Claim", "paired_difference", "verdict", "check_results", "table_claims",
            "seed_spread", "check_comparable_tables", "format_claims", "format_seed_spread", "claims_report",
@@ -180,15 +180,17 @@ def seed_spread(claim_lists):
     return out
 
 
-def format_claims(claims, paper_label="paper (MNIST)"):
-    """A Markdown table: claim, the paper's numbers, this run's, the verdict."""
+def format_claims(claims, paper_label="paper (MNIST)", footnote=""):
+    """A Markdown table: claim, the paper's numbers, this run's, the verdict; then how verdicts are made and
+    ``footnote`` (what a star in ``paper_label`` means)."""
     lines = [f"| claim | {paper_label} | this run (paired over test images) | verdict |", "|---|---|---|---|"]
     for c in claims:
         lines.append(f"| ({c.key}) {c.statement} | {c.paper} | {c.measured} | **{c.verdict}** |")
     lines.append("")
     lines.append(f"Verdicts: reproduced when the difference is in the paper's direction by more than {VERDICT_SE:g} "
                  "standard errors of the paired per-image differences, contradicted when in the other direction by "
-                 "more than that, inconclusive otherwise; active units are counts (A_u > 0.01), compared as such.")
+                 "more than that, inconclusive otherwise; active units are counts (A_u > 0.01), compared as such."
+                 + (f" {footnote}" if footnote else ""))
     return "\n".join(lines)
 
 
@@ -213,7 +215,8 @@ def claims_report(results, data_name):
         claims = table_claims(results, layers, key)
         if claims:
             parts.append(f"Claims of the paper, {layers} stochastic layer(s):\n\n"
-                         + format_claims(claims, f"{paper_label(data_name)}, Table 1"))
+                         + format_claims(claims, f"paper ({paper_label(data_name)}, Table 1)",
+                                         paper_footnote(data_name)))
     return "\n\n".join(parts)
 
 

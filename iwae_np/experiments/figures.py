@@ -22,7 +22,7 @@ import numpy as np
 from ..data import dataset_from_spec
 from ..files import atomic_write
 from .checkpoints import load_checkpoint, load_params
-from .paper import PAPER_TABLE1, paper_key, paper_label
+from .paper import PAPER_TABLE1, is_substituted, paper_key, paper_label
 from .rundirs import PNG_SOFTWARE, check_not_foreign
 
 __all__ = ["plot_training_curves", "plot_samples_and_reconstructions", "plot_active_units", "plot_nll_vs_k",
@@ -197,7 +197,8 @@ def make_table_figures(results, fig_dir, data_name):
             paper[("vae", L, k)], paper[("iwae", L, k)] = vn, iwn
     paths.append(plot_nll_vs_k(results, fig_dir / "nll_vs_k.png", paper=paper,
                                        title=f"Test NLL against k: {data_name}, this run",
-                                       paper_title=f"the {paper_label(data_name)} (Table 1, 3,280 passes)"))
+                                       paper_title=(f"the paper's Table 1 ({paper_label(data_name)}, 3,280 passes)"
+                                                    + ("; *not the same data" if is_substituted(data_name) else ""))))
     own = [r for r in results if not r.get("shared_with")]
     for L in sorted({r["layers"] for r in own}):
         rs = [r for r in own if r["layers"] == L]
