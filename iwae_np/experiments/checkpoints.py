@@ -100,7 +100,7 @@ def save_checkpoint(path, params, opt_state, rng, meta, perm=None):
     A failed write raises :class:`CheckpointWriteError` naming the file; what was at ``path`` before is unchanged.
     Ctrl-C during the write is raised once the file is complete (:func:`interrupts_deferred`).
     """
-    from .. import __version__
+    from .. import __version__  # a real cycle: iwae_np/__init__ imports this module
     arrays = {}
     for prefix, tree in (("params", params), ("adam_m", opt_state["m"]), ("adam_v", opt_state["v"])):
         arrays.update({f"{prefix}/{name}": np.asarray(v) for name, v in flatten_tree(tree).items()})
@@ -143,7 +143,7 @@ def _version_tuple(version):
 
 
 def _check_format(meta, path):
-    from .. import __version__
+    from .. import __version__  # a real cycle: iwae_np/__init__ imports this module
     if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
         raise CheckpointError(f"{path} is not an iwae-np checkpoint")
     written_by = meta.get("iwae_np_version", "unknown")

@@ -22,6 +22,8 @@ The paper's protocol is 12 cells of 1 to 5 CPU-days each. With a Dask scheduler 
 Dask (``dask[distributed]``) is the optional ``cluster`` extra: ``pip install -e '.[cluster]'``. For a Slurm,
 PBS or SGE cluster start the scheduler and workers with ``dask-jobqueue`` (see the README).
 """
+import contextlib
+import logging
 import os
 import socket
 import sys
@@ -83,7 +85,6 @@ def _check_reachable(address):
 def close_client(client):
     """Close ``client`` without the traceback distributed logs when its scheduler is gone (its reconnection
     attempts are cancelled by the close); the cells' results already say what happened."""
-    import logging
     loggers = [logging.getLogger(name) for name in ("distributed", "distributed.client", "distributed.core")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -109,9 +110,7 @@ def dask_map(fn, items, client=None):
     two per worker. Without ``client``, the cluster of the task that calls it, which leaves its
     worker's thread pool while it waits (``worker_client``).
     """
-    import contextlib
-
-    from distributed import worker_client
+    from distributed import worker_client  # the optional cluster extra
 
     items = [tuple(item) for item in items]
     if not items:

@@ -23,11 +23,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..data import binarize
+from ..files import temporary_prefix, write_json
 from ..model import architecture_of, log_importance_weights, sample_posterior, validate_params, validate_x
 from ..tree import tree_map
-from ..files import temporary_prefix, write_json
 from .checkpoints import load_run_checkpoint
 
 __all__ = ["streaming_logsumexp_update", "iwae_log_likelihood", "batch_log_likelihood", "batch_noise",
@@ -239,7 +240,7 @@ def evaluate_run(run_dir, dataset, k=5000, train_subset=1000, seed=0, batch_size
     :func:`iwae_log_likelihood`). ``output``: the file the result will be written to
     (:func:`write_evaluation`); its directory is checked to be writable before anything is computed.
     """
-    from .. import __version__
+    from .. import __version__  # a real cycle: iwae_np/__init__ imports this module
     if isinstance(train_subset, bool) or not isinstance(train_subset, (int, np.integer)) or train_subset < 0:
         raise ValueError(f"train_subset must be an integer >= 0 (0: skip), got {train_subset!r}")
     k, batch_size = _check_count("the number of samples k", k), _check_count("batch_size", batch_size)
@@ -255,7 +256,6 @@ def evaluate_run(run_dir, dataset, k=5000, train_subset=1000, seed=0, batch_size
     params, test, arch = _checked(ck["params"], np.asarray(dataset.binarized_test(seed=0)), test_rng, np.float64)
     bar = None
     if progress:
-        from tqdm.auto import tqdm  # only where a bar is asked for
         n_total = test.shape[0] + (min(train_subset, len(dataset.train)) if train_subset else 0)
         bar = tqdm(total=n_total, desc=f"L_{k} evaluation", unit="image", mininterval=0.5, dynamic_ncols=True)
 

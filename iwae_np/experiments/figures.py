@@ -21,6 +21,10 @@ import numpy as np
 
 from ..data import dataset_from_spec
 from ..files import atomic_write
+from ..model import sample_eps, sample_generative, sample_posterior
+from ..networks import dense, tanh_mlp
+from ..special import sigmoid
+from ..tree import tree_map
 from .checkpoints import load_checkpoint, load_params
 from .paper import PAPER_TABLE1, is_substituted, paper_key, paper_label
 from .rundirs import PNG_SOFTWARE, check_not_foreign
@@ -88,11 +92,6 @@ def image_grid(images, rows, side=28):
 
 def plot_samples_and_reconstructions(params, x, rng, path, n=10, title=None):
     """Rows: ``n`` binary test images ``x``, their reconstructions, and ``n`` generative samples (pixel means)."""
-    from ..model import sample_eps, sample_generative, sample_posterior
-    from ..networks import dense, tanh_mlp
-    from ..special import sigmoid
-    from ..tree import tree_map
-
     params = tree_map(lambda p: np.asarray(p, dtype=np.float64), params)
     x = np.asarray(x, dtype=np.float64)[:n]
     side = int(round(math.sqrt(x.shape[1])))

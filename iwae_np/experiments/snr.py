@@ -191,7 +191,7 @@ def plot_snr(result, path):
     """Log-log plot of the median SNR against K: theta and phi panels, one line per estimator and M,
     reference slopes +1/2 and -1/2 and the noise floor; a third panel shows the effective sample size
     against K (the asymptotic regime of the SNR result needs it to grow like K). Writes a PNG to ``path``."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # a heavy optional dependency: only when the figure is drawn
     grid = result["grid"]
     Ms = sorted({g["M"] for g in grid})
     all_K = np.array(sorted({g["K"] for g in grid}), dtype=float)

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..data import binarize
 from ..estimators import get_objective
@@ -28,6 +29,7 @@ from ..model import (Architecture, NonFiniteLogWeightError, architecture_of, ini
                      validate_params)
 from ..optimizers import PAPER_ADAM, NonFiniteGradientError, adam_init, adam_update
 from ..tree import tree_map
+from .evaluation import iwae_log_likelihood
 from .checkpoints import (CHECKPOINT_NAME, CheckpointError, CheckpointWriteError, interrupts_deferred,
                           load_run_checkpoint, save_checkpoint)
 from .rundirs import check_not_foreign, check_output_dir, claim_directory
@@ -373,8 +375,6 @@ def _stage_is_due(state):
 
 def run_steps(state, dataset, progress=True, checkpoint_every=300.0, callback=None):
     """Take steps until the schedule ends (or Ctrl-C); every stage ends with :func:`end_stage`."""
-    from tqdm.auto import tqdm
-
     config, pos, schedule = state.config, state.pos, state.config.schedule
     batch = config.batch_size
     dtype = np.dtype(config.dtype)
@@ -541,7 +541,6 @@ def monitor_bounds(params, monitor, config, when):
     comes from a generator seeded by it, never from the training generator (so monitoring does not change
     the training run).
     """
-    from .evaluation import iwae_log_likelihood
     key = (config.seed, 2, when) if isinstance(when, int) else (config.seed, 3, when[1])
     rng = np.random.default_rng(key)
     return {f"{part}_bound": float(np.mean(iwae_log_likelihood(params, x, rng, k=config.monitor_k)))
