@@ -77,7 +77,8 @@ def table_settings(args):
 
 
 def _stderr_line(text):
-    print(text, file=sys.stderr, flush=True)
+    sys.stderr.write(text + "\n")  # one write: a progress block from another thread never lands inside a line
+    sys.stderr.flush()
 
 
 def _progress_writer(args):

@@ -84,14 +84,18 @@ def _worker(payload):
     _worker_state["busy"] = True
     try:
         with threadpool_limits(limits=threads):
-            return run_cell(cell, base, out_dir, eval_opts, progress=False, callback=callback,
-                            log=lambda s: print(s, file=sys.stderr, flush=True))
+            return run_cell(cell, base, out_dir, eval_opts, progress=False, callback=callback, log=_log_line)
     except KeyboardInterrupt:
         return {"status": "interrupted", "name": cell["name"]}
     finally:
         _worker_state["busy"] = False
         if _worker_state["orphaned"]:
             os._exit(130)  # nobody to report to
+
+
+def _log_line(text):
+    sys.stderr.write(text + "\n")  # one write of a whole line (cells in parallel share the terminal)
+    sys.stderr.flush()
 
 
 def run_table(cells, base, out_dir, eval_opts, jobs=None, progress=None, log=print):
