@@ -4,7 +4,9 @@ Cells: VAE and IWAE x k in --k x --layers stochastic layers (default: all 12 of 
 Each cell trains (iwae-np train) into OUT/<objective>-k<k>-L<layers>/ and is evaluated
 (iwae-np evaluate) into evaluation.json there. Independent cells run in parallel processes,
 up to --jobs (default: the number of cores), with BLAS at one thread each. Running the same
-command again skips finished cells and resumes interrupted ones. IWAE at k = 1 is the VAE
+command again skips finished cells and resumes interrupted ones; the same --out with any option
+that changes a result is refused, naming the options. On a terminal, every 30 s, each running
+cell's stage, pass, step, rate and training time left (--no-progress: none). IWAE at k = 1 is the VAE
 at k = 1 (L_1 = L_vae, same gradient), so that cell is trained once and shown in both columns.
 
 Writes OUT/table.md, OUT/results.json and the figures in OUT/figures/ (training curves, NLL
