@@ -95,7 +95,8 @@ def run(args):
     client = connect(args.scheduler) if args.scheduler is not None else None  # a wrong address fails first
     out = Path(args.out or f"runs/table-{args.data}")
     check_output_dir(out, "--out")
-    check_table_dir(cells, out, base, eval_opts)  # a user's file or another question's cell: stop before anything runs
+    check_table_dir(cells, out, base, eval_opts, figures=not args.no_figures)  # a user's file or another question's
+    # cell: stop before anything runs
     dataset_from_spec(base["data"], download=args.download)  # fail early; download once, before the workers
     t0 = time.monotonic()
     _stderr_line(f"{len(cells)} cells on {args.data} into {out}: " + ", ".join(c["name"] for c in cells))

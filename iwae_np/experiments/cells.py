@@ -148,18 +148,18 @@ def check_cell_settings(cell, base, eval_opts, run_dir):
                                  "(iwae-np evaluate RUN --output FILE evaluates a run again elsewhere)")
 
 
-def check_table_dir(cells, out_dir, base=None, eval_opts=None, layers=None):
+def check_table_dir(cells, out_dir, base=None, eval_opts=None, figures=True):
     """Before anything runs: ``out_dir`` and every cell's run directory usable, no user's file where a cell, the
-    table or its figures write one, and (given ``base`` and ``eval_opts``) no cell there from other settings
-    (ValueError naming it). ``layers``: those whose figures will be drawn (default: the cells')."""
+    table or (with ``figures``) its figures write one, and (given ``base`` and ``eval_opts``) no cell there from
+    other settings (ValueError naming it)."""
     out_dir = Path(out_dir)
     check_output_dir(out_dir)
     for name in TABLE_FILES:
         check_not_foreign(out_dir / name)
-    layers = sorted({c["layers"] for c in cells}) if layers is None else layers
-    check_output_dir(out_dir / "figures")
-    for name in table_figure_names(layers):
-        check_not_foreign(out_dir / "figures" / name)
+    if figures:
+        check_output_dir(out_dir / "figures")
+        for name in table_figure_names(sorted({c["layers"] for c in cells})):
+            check_not_foreign(out_dir / "figures" / name)
     for cell in cells:
         run_dir = out_dir / cell["name"]
         check_output_dir(run_dir)

@@ -166,7 +166,7 @@ def run_table_on_cluster(cells, base, out_dir, eval_opts, scheduler, log=print, 
     """
     from distributed import as_completed
 
-    check_table_dir(cells, out_dir, base, eval_opts)
+    check_table_dir(cells, out_dir, base, eval_opts, figures=False)  # figures: the caller draws them (and checks)
     client = connect(scheduler)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     with claim_directory(out_dir, TABLE_FILES):

@@ -109,7 +109,7 @@ def run_table(cells, base, out_dir, eval_opts, jobs=None, progress=None, log=pri
     or ``"not run"``. Worker processes end when this process does, however it ends.
     """
     out_dir = Path(out_dir)
-    check_table_dir(cells, out_dir, base, eval_opts)
+    check_table_dir(cells, out_dir, base, eval_opts, figures=False)  # figures: the caller draws them (and checks)
     out_dir.mkdir(parents=True, exist_ok=True)
     with claim_directory(out_dir, TABLE_FILES):
         jobs = max(1, min(jobs or os.cpu_count() or 1, len(cells)))
