@@ -5,15 +5,33 @@ Checkpoints, metrics, evaluations, oracle fixtures and downloads all go through
 disk, optionally verified, and only then renamed over the target with ``os.replace`` (atomic on
 POSIX and Windows). A crash, a full disk or Ctrl-C leaves either the old file or the new one,
 never a mixture, and the temporary file is removed on any failure that Python sees.
-Temporary names are ``.<name>.<random>.tmp``; :func:`remove_stale_temporaries` clears the ones a
-killed process (SIGKILL, power loss) could not remove.
+Temporary names are ``.<name>.iwae-np-<8 random characters>.tmp`` (:func:`temporary_prefix`);
+:func:`remove_stale_temporaries` clears the ones a killed process (SIGKILL, power loss) could not
+remove, and only names of exactly that form: a user's ``.<name>.backup.tmp`` is not the project's.
 """
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "write_text", "write_json", "read_json", "remove_stale_temporaries"]
+__all__ = ["atomic_write", "write_text", "write_json", "read_json", "temporary_prefix", "is_temporary_of",
+           "remove_stale_temporaries"]
+
+#: What marks the project's temporaries (between the target's name and the random part).
+_MARK = "iwae-np-"
+#: The random part ``tempfile.mkstemp`` puts between prefix and suffix: 8 of these characters.
+_RANDOM = "[a-z0-9_]{8}"
+
+
+def temporary_prefix(path):
+    """The prefix of the temporary names of ``path``: ``.<name>.iwae-np-`` (then 8 random characters, ``.tmp``)."""
+    return f".{Path(path).name}.{_MARK}"
+
+
+def is_temporary_of(candidate, path):
+    """Whether the file name ``candidate`` is one that :func:`atomic_write` of ``path`` generates."""
+    return re.fullmatch(re.escape(temporary_prefix(path)) + _RANDOM + re.escape(".tmp"), Path(candidate).name) is not None
 
 
 def atomic_write(path, write, verify=None):
@@ -24,7 +42,7 @@ def atomic_write(path, write, verify=None):
     refuse it (a checksum or structure check of a download). Returns ``path``.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -70,12 +88,15 @@ def read_json(path, error=ValueError, missing=None):
 def remove_stale_temporaries(path):
     """Remove the temporary files :func:`atomic_write` left next to ``path`` when its process was killed.
 
-    Call it only where no other process may be writing ``path`` at the same time (a run directory
-    that this process owns). Returns the number of files removed.
+    Only names that :func:`atomic_write` generates (:func:`is_temporary_of`) are removed. Call it only where
+    no other process may be writing ``path`` at the same time (a run directory that this process owns).
+    Returns the number of files removed.
     """
     path = Path(path)
     removed = 0
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        if not is_temporary_of(tmp, path):
+            continue
         try:
             tmp.unlink()
             removed += 1

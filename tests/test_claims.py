@@ -16,8 +16,8 @@ from iwae_np.experiments.claims import (PairedDifference, paired_difference, see
                                         verdict)
 
 
-def cell(objective, k, test_L, au=10, layers=1, n_test=None, shared_with=None):
-    r = {"status": "finished", "objective": objective, "k": k, "layers": layers, "data": "fashion-mnist",
+def cell(objective, k, test_L, au=10, layers=1, n_test=None, shared_with=None, seed=0):
+    r = {"status": "finished", "objective": objective, "k": k, "layers": layers, "data": "fashion-mnist", "seed": seed,
          "n_test": n_test or len(test_L), "eval_k": 5000, "eval_seed": 0, "test_L": list(map(float, test_L)),
          "active_units_total": au, "active_units": [au], "active_unit_values": [[0.0] * 50]}
     if shared_with:
@@ -47,11 +47,12 @@ def test_verdicts_at_two_standard_errors():
     assert verdict(3) == "reproduced" and verdict(0) == "inconclusive" and verdict(-1) == "contradicted"
 
 
-def table(iwae_shift, iwae_au=30, vae_au=10, k1_shift=-3.0, shared=True):
-    vae50 = cell("vae", 50, BASE, au=vae_au)
-    iwae50 = cell("iwae", 50, BASE + iwae_shift, au=iwae_au)
-    vae1 = cell("vae", 1, BASE + k1_shift, au=5)
-    iwae1 = dict(vae1, objective="iwae", shared_with="vae-k1-L1") if shared else cell("iwae", 1, BASE - 2.0, au=5)
+def table(iwae_shift, iwae_au=30, vae_au=10, k1_shift=-3.0, shared=True, seed=0, k=50):
+    vae50 = cell("vae", k, BASE, au=vae_au, seed=seed)
+    iwae50 = cell("iwae", k, BASE + iwae_shift, au=iwae_au, seed=seed)
+    vae1 = cell("vae", 1, BASE + k1_shift, au=5, seed=seed)
+    iwae1 = (dict(vae1, objective="iwae", shared_with="vae-k1-L1") if shared
+             else cell("iwae", 1, BASE - 2.0, au=5, seed=seed))
     return [vae50, iwae50, vae1, iwae1]
 
 
@@ -107,7 +108,7 @@ def test_claims_command_reads_table_directories(tmp_path, capsys):
     for s in (0, 1):
         d = tmp_path / f"seed{s}"
         d.mkdir()
-        (d / "results.json").write_text(json.dumps(table(np.array([1.0, 2.0, 3.0, 4.0]) + s)))
+        (d / "results.json").write_text(json.dumps(table(np.array([1.0, 2.0, 3.0, 4.0]) + s, seed=s)))
     assert main(["claims", str(tmp_path / "seed0"), str(tmp_path / "seed1")]) == 0
     out = capsys.readouterr().out
     assert out.count("**reproduced**") == 6 and "Over the 2 tables" in out and "| 3.00 | 0.71 |" in out
@@ -115,3 +116,90 @@ def test_claims_command_reads_table_directories(tmp_path, capsys):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "results.json").write_text("{not json")
     assert main(["claims", str(tmp_path / "bad")]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# what cannot be compared is refused, in one line (issue 20, items 2, 11 and 15)
+
+
+def write_table(directory, results):
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "results.json").write_text(json.dumps(results))
+    return str(directory)
+
+
+def claims_error(capsys, *dirs):
+    assert main(["claims", *map(str, dirs)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and captured.err.startswith("iwae-np claims: error: ")
+    return captured.err
+
+
+SHIFT = np.array([1.0, 2.0, 3.0, 4.0])
+
+
+def test_claims_refuses_tables_of_different_questions(tmp_path, capsys):
+    # catches: a k = 1, 3 table and a k = 1, 5 table (on different test subsets, trained differently) pooled into
+    # one spread row labelled with the first k, exit 0
+    a = write_table(tmp_path / "a", table(SHIFT, seed=0, k=3))
+    b = write_table(tmp_path / "b", table(SHIFT, seed=1, k=5))
+    assert "k of the claims, 1 layer(s) (3, k = 1 in" in claims_error(capsys, a, b)
+    other_images = [dict(r, n_test=99) for r in table(SHIFT, seed=1)]
+    assert "n_test" in claims_error(capsys, write_table(tmp_path / "c", table(SHIFT, seed=0)),
+                                    write_table(tmp_path / "d", other_images))
+    for key, value in (("eval_k", 50), ("eval_seed", 3), ("data", "mnist"), ("total_passes", 7),
+                       ("dtype", "float64"), ("schedule", [{"passes": 1}]), ("architecture", {"latent_dims": [5]})):
+        changed = [dict(r, **{key: value}) for r in table(SHIFT, seed=1)]
+        err = claims_error(capsys, tmp_path / "c", write_table(tmp_path / f"e-{key}", changed))
+        assert f"they differ in {key} (" in err, err
+
+
+def test_claims_refuses_a_directory_given_twice_or_the_same_run_copied(tmp_path, capsys):
+    # catches: "sd over runs 0.00" from one run counted twice
+    a = write_table(tmp_path / "a", table(SHIFT, seed=0))
+    assert f"{a}/ is given twice (also as {a})" in claims_error(capsys, a, a + "/")
+    copy = write_table(tmp_path / "copy", table(SHIFT, seed=0))
+    assert "were both trained with --seed 0: the same run twice" in claims_error(capsys, a, copy)
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_a_non_finite_per_image_bound_is_an_error_not_a_verdict(tmp_path, capsys, value):
+    # catches: test_L of NaN giving "inconclusive", exit 0
+    results = table(SHIFT)
+    text = json.dumps(results).replace("-230.0", value, 1)
+    (tmp_path / "results.json").write_text(text)
+    err = claims_error(capsys, tmp_path)
+    assert "cell number 1: test_L of 1 image(s) is not finite (image 2" in err, err
+
+
+MALFORMED = {
+    "a list of lists": [[1, 2]],
+    "null": None,
+    "an object": {"cells": []},
+    "a string": "results",
+    "a cell without objective": [{k: v for k, v in cell("vae", 5, BASE).items() if k != "objective"}],
+    "a cell without k": [{k: v for k, v in cell("vae", 5, BASE).items() if k != "k"}],
+    "a string k": [dict(cell("vae", 5, BASE), k="5")],
+    "string bounds": [dict(cell("vae", 5, BASE), test_L=["-1", "-2"])],
+    "a cell without status": [{"objective": "vae"}],
+    "string active units": [dict(cell("vae", 5, BASE), active_units_total="ten")],
+    "null layers": [dict(cell("vae", 5, BASE), layers=None)],
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_a_malformed_results_file_is_one_line(tmp_path, capsys, name):
+    # catches: 7 tracebacks (TypeError, KeyError, AttributeError) on results.json files that are not a table's
+    (tmp_path / "results.json").write_text(json.dumps(MALFORMED[name]))
+    err = claims_error(capsys, tmp_path)
+    assert str(tmp_path / "results.json") in err, err
+
+
+def test_claims_of_an_unfinished_table_names_its_unfinished_cells(tmp_path, capsys):
+    # catches: "the table needs VAE and IWAE at some k > 1" for a table whose cells were interrupted
+    results = [{"status": "interrupted", "name": "iwae-k50-L1"}, {"status": "not run", "name": "vae-k50-L1"},
+               cell("vae", 1, BASE)]
+    write_table(tmp_path, results)
+    assert main(["claims", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "cells iwae-k50-L1 (interrupted), vae-k50-L1 (not run) are unfinished" in out, out

@@ -13,7 +13,9 @@ import pytest
 from iwae_np.cli import main
 from iwae_np.experiments.evaluation import iwae_log_likelihood
 from iwae_np.data import load_data
-from iwae_np.experiments.table import PAPER_TABLE1, markdown_table, table_cells
+from iwae_np.experiments.cells import table_cells
+from iwae_np.experiments.paper import PAPER_TABLE1
+from iwae_np.experiments.table import markdown_table
 from iwae_np.model import Architecture, init_params
 from iwae_np.experiments import TrainConfig, load_checkpoint, paper_schedule, train
 from iwae_np.tree import flatten_tree
@@ -179,7 +181,7 @@ def test_ctrl_c_saves_and_resume_finishes_in_a_subprocess(tmp_path, mnist5k):
 
 
 def test_ctrl_c_in_a_sequential_table_stops_the_grid_and_rerun_resumes_it(tmp_path, capsys, monkeypatch):
-    from iwae_np.experiments import table as experiments
+    from iwae_np.experiments import cells as experiments
     real_train = experiments.train
 
     def interrupted_train(*args, **kwargs):

@@ -140,3 +140,94 @@ def test_table_with_a_bad_scheduler_address_is_a_one_line_error(tmp_path, capsys
                "--k", "1", "--stages", "1", "--scheduler", "notanaddress::", "--out", str(tmp_path / "t")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("iwae-np table: error: cannot reach the Dask scheduler at 'notanaddress::'")
+
+
+@pytest.fixture
+def silent_port():
+    """A TCP port on loopback that accepts connections and never speaks (not a Dask scheduler)."""
+    import socket
+    server = socket.create_server(("127.0.0.1", 0))
+    yield server.getsockname()[1]
+    server.close()
+
+
+@pytest.mark.parametrize("address", ["tls://127.0.0.1:PORT", "inproc://nothing", "tcp://127.0.0.1:1", "tls://127.0.0.1:1",
+                                     "notanaddress::", "tcp://:8786", "127.0.0.1:1"])
+def test_every_unusable_scheduler_address_is_one_line_before_anything_runs(tmp_path, capsys, silent_port, address):
+    # catches (issue 20, item 13): a TypeError traceback for tls:// without TLS settings, "not enough values to
+    # unpack" for inproc://nothing, a traceback or a generic message for the others
+    from iwae_np.cli import main
+    address = address.replace("PORT", str(silent_port))
+    rc = main(["table", "--data", "mnist5k", "--train-subset", "60", "--test-subset", "30", "--layers", "1",
+               "--k", "1", "--stages", "1", "--scheduler", address, "--out", str(tmp_path / "t")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"iwae-np table: error: cannot reach the Dask scheduler at {address!r}: "), err
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_refused_port_is_reported_without_waiting_for_the_client(tmp_path, capsys, monkeypatch):
+    # catches: a refused port reported after the client's 30 s timeout. Certain, not timed: the client is never
+    # made (the connection is tried first, and a refusal is immediate)
+    class NoClient(distributed.Client):
+        def __init__(self, *args, **kwargs):
+            pytest.fail("the client waited for a refused port")
+
+    monkeypatch.setattr(distributed, "Client", NoClient)
+    from iwae_np.experiments.cluster import connect
+    with pytest.raises(ValueError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:1': Connection refused"):
+        connect("tcp://127.0.0.1:1")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="kills the scheduler with SIGKILL (POSIX)")
+def test_a_scheduler_that_dies_mid_table_fails_its_cells_in_one_line_each(tmp_path):
+    # catches (issue 20, item 13): a 20-line CancelledError traceback at the end of stderr when the scheduler
+    # dies. The moment is certain: the scheduler is killed once the cell's first checkpoint exists.
+    import socket
+    import subprocess
+    import sys
+
+    from conftest import ROOT, child_env
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("scheduler", "worker", "table")}
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                  "--port", str(port), "--no-dashboard"], stdout=logs["scheduler"],
+                                 stderr=subprocess.STDOUT, env=child_env())
+    processes = [scheduler]
+    try:
+        deadline = time.monotonic() + HANG_GUARD_S
+        while True:  # until the scheduler accepts connections
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert scheduler.poll() is None and time.monotonic() < deadline, (tmp_path / "scheduler.log").read_text()
+                time.sleep(0.05)
+        processes.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads",
+                                           "1", "--no-dashboard"], stdout=logs["worker"], stderr=subprocess.STDOUT,
+                                          env=child_env()))
+        out = tmp_path / "t"
+        table = subprocess.Popen([sys.executable, "-m", "iwae_np.cli", "table", "--data", "mnist5k", "--train-subset",
+                                  "40", "--test-subset", "10", "--monitor-size", "0", "--latent", "2", "--hidden", "4",
+                                  "--layers", "1", "--k", "2", "--objectives", "iwae", "--stages", "9", "--eval-k", "3",
+                                  "--eval-train-subset", "0", "--scheduler", address, "--out", str(out),
+                                  "--no-figures"], stdout=subprocess.DEVNULL, stderr=logs["table"], env=child_env(),
+                                 cwd=ROOT)
+        processes.append(table)
+        while not (out / "iwae-k2-L1" / "checkpoint.npz").exists():
+            assert table.poll() is None and time.monotonic() < deadline, (tmp_path / "table.log").read_text()
+            time.sleep(0.05)
+        scheduler.kill()
+        assert table.wait(timeout=HANG_GUARD_S) == 1
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for f in logs.values():
+            f.close()
+    err = (tmp_path / "table.log").read_text()
+    assert "Traceback" not in err and "CancelledError\n" not in err, err
+    assert err.splitlines()[-1].startswith("iwae-np table: cell iwae-k2-L1 failed: "), err

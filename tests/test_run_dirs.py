@@ -6,7 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -84,6 +86,45 @@ def test_ctrl_c_during_the_final_checkpoint_write_resumes_to_the_finished_run(tm
         assert load_run_checkpoint(run)["meta"]["position"]["stage"] == 2
     monkeypatch.undo()
     assert train(toy_dataset(), config(), run, resume=True, progress=False)["status"] == "finished"
+    assert_same_run(run, straight)
+    assert [p.name for p in run.iterdir() if p.name.endswith(".tmp")] == []
+
+
+class SignalInsideTheWrite:
+    """np.savez as the checkpoint writer calls it: for a finished run's checkpoint, a real SIGINT sent to this
+    process just after zipfile has opened its writing handle for the first array (``_writing`` set, the handle
+    not yet returned): where Ctrl-C 1-8 ms into the write lands, and where a KeyboardInterrupt leaves zipfile
+    unable to close ("Can't close the ZIP file while there is an open writing handle")."""
+
+    def __init__(self, monkeypatch):
+        self.real, self.armed, self.sent = checkpoints.np.savez, False, 0
+        real_init = zipfile._ZipWriteFile.__init__
+
+        def init(handle, *args, **kwargs):
+            if self.armed:
+                self.armed, self.sent = False, self.sent + 1
+                os.kill(os.getpid(), signal.SIGINT)  # its handler runs here, before the handle exists
+            real_init(handle, *args, **kwargs)
+
+        monkeypatch.setattr(zipfile._ZipWriteFile, "__init__", init)
+
+    def __call__(self, f, **arrays):
+        self.armed = not self.sent and json.loads(str(arrays["meta"]))["status"] == "finished"
+        return self.real(f, **arrays)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals reach the main thread")
+def test_a_real_ctrl_c_inside_the_final_checkpoint_write_saves_it(tmp_path, monkeypatch, straight):
+    # catches (issue 20, item 8): the KeyboardInterrupt raised inside np.savez surfacing as zipfile's "Can't close
+    # the ZIP file while there is an open writing handle" ValueError: an error instead of a save, the checkpoint
+    # left at the previous stage
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    writer = SignalInsideTheWrite(monkeypatch)
+    monkeypatch.setattr(checkpoints.np, "savez", writer)
+    run = tmp_path / "run"
+    assert train(toy_dataset(), config(), run, progress=False)["status"] == "interrupted"
+    assert writer.sent == 1  # the signal was sent, inside the write
+    assert load_run_checkpoint(run)["meta"]["status"] == "finished"
     assert_same_run(run, straight)
     assert [p.name for p in run.iterdir() if p.name.endswith(".tmp")] == []
 
@@ -232,13 +273,19 @@ def test_stale_temporaries_are_removed_when_a_run_starts_and_when_it_resumes(tmp
     # catches: the 5 MB .checkpoint.npz.*.tmp of a SIGKILL mid-write left there for ever
     run = tmp_path / "run"
     run.mkdir()
-    stale = [run / ".checkpoint.npz.k1ll3d.tmp", run / ".metrics.jsonl.abc.tmp", run / ".config.json.x.tmp"]
+    # (the names atomic_write generates: mkstemp's 8 random characters after the project's mark)
+    stale = [run / ".checkpoint.npz.iwae-np-k1ll3d_0.tmp", run / ".metrics.jsonl.iwae-np-abcdefgh.tmp",
+             run / ".config.json.iwae-np-x1234567.tmp"]
     for path in stale:
         path.write_bytes(b"\0" * 1000)
-    (run / ".notes.tmp").write_text("not ours")
+    # catches: a user's files that merely look like temporaries deleted by the cleanup (issue 20, item 7)
+    users = [run / ".notes.tmp", run / ".config.json.backup.tmp", run / ".checkpoint.npz.old.tmp",
+             run / ".metrics.jsonl.iwae-np-mine.tmp", run / ".config.json.iwae-np-12345678.tmp.keep"]
+    for path in users:
+        path.write_text("not ours")
     cfg = config(schedule=[{"passes": 1, "lr": 1e-3}])
     train(toy_dataset(), cfg, run, progress=False)
-    assert not any(path.exists() for path in stale) and (run / ".notes.tmp").exists()
+    assert not any(path.exists() for path in stale) and all(path.read_text() == "not ours" for path in users)
     stale[0].write_bytes(b"\0" * 1000)
     train(toy_dataset(), cfg, run, resume=True, progress=False)
     assert not stale[0].exists()
@@ -248,7 +295,7 @@ def test_a_directory_another_process_trains_in_is_refused_and_its_temporaries_ke
     fcntl = pytest.importorskip("fcntl")  # POSIX; without it there is no lock
     run = tmp_path / "run"
     run.mkdir()
-    (run / ".checkpoint.npz.other.tmp").write_bytes(b"being written")
+    (run / ".checkpoint.npz.iwae-np-other123.tmp").write_bytes(b"being written")
     fd = os.open(run, os.O_RDONLY)  # what the other process holds (another open file, another lock)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     try:
@@ -256,7 +303,7 @@ def test_a_directory_another_process_trains_in_is_refused_and_its_temporaries_ke
             train(toy_dataset(), config(), run, progress=False)
     finally:
         os.close(fd)
-    assert sorted(p.name for p in run.iterdir()) == [".checkpoint.npz.other.tmp"]
+    assert sorted(p.name for p in run.iterdir()) == [".checkpoint.npz.iwae-np-other123.tmp"]
 
 
 def test_a_run_that_cannot_start_leaves_no_directory(tmp_path):
@@ -337,7 +384,8 @@ def test_evaluate_output_that_is_a_directory(tmp_path, capsys):
 
 _TABLE_DRIVER = """
 import sys
-from iwae_np.experiments.table import run_table, table_cells
+from iwae_np.experiments.cells import table_cells
+from iwae_np.experiments.table import run_table
 out = sys.argv[1]
 base = {"architectures": {1: {"x_dim": 784, "latent_dims": [2], "q_hidden": [[6]], "p_hidden": [[6]]}},
         "schedule": [{"passes": 1, "lr": 1e-3}, {"passes": 10 ** 6, "lr": 1e-3}], "batch_size": 20,

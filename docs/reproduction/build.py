@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 from iwae_np.experiments import figures  # noqa: E402
 from iwae_np.experiments.claims import (claims_report, format_seed_spread, paired_difference,  # noqa: E402
                                         seed_spread, table_claims)
-from iwae_np.experiments.table import PAPER_TABLE1  # noqa: E402
+from iwae_np.experiments.paper import PAPER_TABLE1  # noqa: E402
 
 RESULTS = HERE / "results"
 FIGURES = ROOT / "docs" / "figures" / "reproduction"

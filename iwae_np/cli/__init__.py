@@ -29,7 +29,7 @@ def build_parser():
         prog="iwae-np",
         description="Importance Weighted Autoencoders in NumPy + autograd: a reference implementation "
                     "of Burda, Grosse & Salakhutdinov (ICLR 2016).")
-    from .. import __version__
+    from ..version import __version__
     parser.add_argument("--version", action="version", version=f"iwae-np {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
@@ -42,7 +42,11 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
+    try:
+        parser = build_parser()  # imports every command's modules: Ctrl-C may come while it does
+    except KeyboardInterrupt:
+        print("iwae-np: interrupted", file=sys.stderr)
+        return 130
     try:
         args = parser.parse_args(argv)
     except UsageError as err:

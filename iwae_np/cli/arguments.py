@@ -8,7 +8,7 @@ import argparse
 import math
 import sys
 
-__all__ = ["Parser", "UsageError", "integer", "number", "warning_line"]
+__all__ = ["Parser", "UsageError", "integer", "number", "path_argument", "warning_line"]
 
 
 class UsageError(Exception):
@@ -54,6 +54,18 @@ def number(low=None, high=None, low_open=False, high_open=False, infinite=False)
             raise argparse.ArgumentTypeError(f"must be {kind} {_range(low, high, low_open, high_open)}, got {text}")
         return value
     parse.__name__ = "number"
+    return parse
+
+
+def path_argument(what="path"):
+    """An argparse type: a non-empty path (``--out ''``, an unset shell variable, would mean the current
+    directory or a default, silently)."""
+    def parse(text):
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"an empty {what} ({text!r}): name a directory or file "
+                                             "(an unset shell variable?)")
+        return text
+    parse.__name__ = "path"
     return parse
 
 

@@ -17,18 +17,20 @@ Examples:
 import sys
 from pathlib import Path
 
+from ..experiments.claims import (check_comparable_tables, check_results, claims_report, format_seed_spread,
+                                  seed_spread, table_claims, unfinished_cells)
+from ..experiments.paper import paper_key
+from ..files import read_json
+from .arguments import path_argument
+
 HELP = "test the paper's claims on finished tables (paired over test images; spread over seeds)"
 
 
 def add_arguments(p):
-    p.add_argument("dirs", nargs="+", metavar="DIR", help="table directories (each with results.json)")
+    p.add_argument("dirs", nargs="+", metavar="DIR", type=path_argument("table directory"), help="table directories (each with results.json)")
 
 
 def run(args):
-    from ..experiments.claims import claims_report, format_seed_spread, seed_spread, table_claims
-    from ..experiments.table import paper_key
-    from ..files import read_json
-
     tables = []
     for d in args.dirs:
         path = Path(d)
@@ -36,13 +38,14 @@ def run(args):
             raise ValueError(f"{d} is not a directory (expected a table directory written by iwae-np table)")
         results = read_json(path / "results.json", ValueError,
                             f"{path / 'results.json'} does not exist: is {d} a finished iwae-np table directory?")
-        if not isinstance(results, list):
-            raise ValueError(f"{path / 'results.json'} is not a list of cell results")
-        data = next((r.get("data") for r in results if r.get("data")), None)
+        check_results(results, path / "results.json")
+        data = next((r.get("data") for r in results if isinstance(r.get("data"), str)), None)
         tables.append((d, results, data))
+    if len(tables) > 1:  # before anything is printed: a spread over different questions is refused
+        check_comparable_tables([(d, results) for d, results, _ in tables])
     for d, results, data in tables:
         print(f"## {d}\n")
-        print(claims_report(results, data) or "no claim can be tested: the table needs VAE and IWAE at some k > 1")
+        print(claims_report(results, data) or _why_no_claims(results))
         print()
     if len(tables) > 1:
         layer_counts = sorted({r.get("layers") for _, results, _ in tables for r in results
@@ -54,3 +57,11 @@ def run(args):
             print()
     sys.stdout.flush()
     return 0
+
+
+def _why_no_claims(results):
+    unfinished = unfinished_cells(results)
+    if unfinished:
+        return (f"no claim can be tested yet: cells {', '.join(unfinished)} are unfinished; run the same "
+                "iwae-np table command again to finish them")
+    return "no claim can be tested: the table needs VAE and IWAE at some k > 1"

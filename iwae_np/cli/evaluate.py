@@ -14,14 +14,14 @@ Example:
 import sys
 from pathlib import Path
 
-from .arguments import add_engine_argument, integer
+from .arguments import add_engine_argument, integer, path_argument
 
 HELP = "test NLL (L_5000), over-fitting gap and active units of a trained run"
 
 
 def add_arguments(p):
     from ..data import DATASETS
-    p.add_argument("run", help="run directory (or checkpoint file) written by iwae-np train")
+    p.add_argument("run", type=path_argument("run directory"), help="run directory (or checkpoint file) written by iwae-np train")
     p.add_argument("--k", type=integer(1), default=5000, help="importance samples per test image (default 5000)")
     p.add_argument("--train-subset", type=integer(0), default=1000, metavar="N",
                    help="also evaluate the first N training images (default 1000; 0: skip)")
@@ -32,8 +32,8 @@ def add_arguments(p):
     p.add_argument("--chunk-size", type=integer(1), default=None,
                    help="samples per chunk (default: as many as keep the largest array under 64 MiB)")
     p.add_argument("--data", choices=list(DATASETS), default=None, help="data set (default: the run's)")
-    p.add_argument("--data-dir", default=None, help="directory holding the data set's files (default: the run's)")
-    p.add_argument("--output", default=None, help="where to write the JSON (default RUN/evaluation.json)")
+    p.add_argument("--data-dir", type=path_argument("--data-dir"), default=None, help="directory holding the data set's files (default: the run's)")
+    p.add_argument("--output", type=path_argument("--output"), default=None, help="where to write the JSON (default RUN/evaluation.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_engine_argument(p, "the log weights")
 
@@ -41,9 +41,8 @@ def add_arguments(p):
 def run(args):
     from ..data import dataset_from_spec
     from ..experiments.checkpoints import load_run_checkpoint
-    from ..experiments.evaluation import EVALUATION_NAME, evaluate_run
+    from ..experiments.evaluation import EVALUATION_NAME, evaluate_run, write_evaluation
     from ..experiments.rundirs import check_not_foreign
-    from ..files import write_json
 
     path = Path(args.run)
     ck = load_run_checkpoint(path)
@@ -68,9 +67,8 @@ def run(args):
               f"(iwae-np train --resume --out {run_dir} finishes it)", file=sys.stderr)
     result = evaluate_run(path, dataset, k=args.k, train_subset=args.train_subset, seed=args.seed,
                           batch_size=args.batch_size, chunk_size=args.chunk_size, progress=not args.no_progress,
-                          engine=args.engine)
+                          engine=args.engine, output=out)  # a directory it cannot write to: refused before the long part
     check_not_foreign(out, EVALUATION_NAME, flag)
-    write_json(out, result)
     lines = [f"{result['objective'].upper()} k={result['k']}, {result['layers']} stochastic layer(s), "
              f"{result['passes_done']} passes, on {result['data']}",
              f"test NLL (-L_{args.k}, {result['n_test']} images): {result['test_nll']:.2f} "
@@ -80,6 +78,7 @@ def run(args):
                      f"over-fitting gap {result['overfitting_gap']:.2f}")
     lines.append(f"active units: {' + '.join(map(str, result['active_units']))} "
                  f"(of {' + '.join(str(d) for d in result['architecture']['latent_dims'])})")
-    lines.append(f"written to {out}")
-    print("\n".join(lines))
+    print("\n".join(lines), flush=True)
+    write_evaluation(out, result)  # when it fails, the result is kept elsewhere and the error says where
+    print(f"written to {out}")
     return 0

@@ -20,14 +20,14 @@ import sys
 import time
 from pathlib import Path
 
-from .arguments import integer
+from .arguments import integer, path_argument
 
 HELP = "gradient signal-to-noise ratio of IWAE / STL / DReG against K and M (Rainforth et al. 2018)"
 
 
 def add_arguments(p):
-    p.add_argument("--out", required=True, help="directory for snr.json and snr.png")
-    p.add_argument("--checkpoint", default=None, metavar="PATH",
+    p.add_argument("--out", type=path_argument("--out"), required=True, help="directory for snr.json and snr.png")
+    p.add_argument("--checkpoint", type=path_argument("--checkpoint"), default=None, metavar="PATH",
                    help="model to study: a training run / checkpoint, or a .npz of flat parameter names "
                         "(default: train one briefly)")
     p.add_argument("--data", choices=["mnist5k", "fashion-mnist", "synthetic"], default="mnist5k",
@@ -70,10 +70,10 @@ def _study(args):
     import numpy as np
 
     from ..model import PRESETS, Architecture, architecture_of
-    from ..experiments.rundirs import check_output_dir
-    from ..experiments.snr import load_model_params, plot_snr, snr_study, train_default_model
-    from ..files import atomic_write, write_text
-    from ..tree import flatten_tree
+    from ..experiments.rundirs import check_not_foreign, check_output_dir
+    from ..experiments.snr import SNR_FILES, load_model_params, plot_snr, save_model_params, snr_study, \
+        train_default_model
+    from ..files import write_text
 
     for name in ("draws", "batch"):
         if getattr(args, name) < (2 if name == "draws" else 1):
@@ -84,6 +84,8 @@ def _study(args):
         raise ValueError(f"--train-steps must be >= 0, got {args.train_steps}")
     out = Path(args.out)
     check_output_dir(out, "--out")
+    for name in SNR_FILES if not args.checkpoint else SNR_FILES[:2]:  # a user's file: stop before anything runs
+        check_not_foreign(out / name)
     train_x, test_x, binarize, data_text = _images(args.data, args.seed, args.pixels)
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()
@@ -103,7 +105,7 @@ def _study(args):
         model_text = (f"default: {arch.to_dict()} trained {args.train_steps} Adam steps (lr 1e-3, minibatch 20) "
                       f"of IWAE k=5 on {data_text}; saved as model.npz")
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / "model.npz", lambda f: np.savez(f, **flatten_tree(params)))  # rerun: --checkpoint OUT/model.npz
+        save_model_params(out / "model.npz", params)  # rerun: --checkpoint OUT/model.npz
     if architecture_of(params).x_dim != test_x.shape[1]:
         raise ValueError(f"the model takes {architecture_of(params).x_dim} pixels, the {args.data} images have "
                          f"{test_x.shape[1]}")
@@ -120,6 +122,7 @@ def _study(args):
     result["settings"].update(model=model_text, data=args.data, model_seconds=round(trained_s, 1),
                               study_seconds=round(time.perf_counter() - start - trained_s, 1))
     out.mkdir(parents=True, exist_ok=True)
+    check_not_foreign(out / "snr.json")
     write_text(out / "snr.json", json.dumps(result, indent=1) + "\n")
     plot_snr(result, out / "snr.png")
     print("slopes of log median SNR against log K:")

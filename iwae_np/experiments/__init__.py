@@ -4,7 +4,10 @@
 - :mod:`~iwae_np.experiments.training`: :func:`train_step`, :class:`TrainConfig`, :func:`train`;
 - :mod:`~iwae_np.experiments.checkpoints`: checkpoints and exact resume;
 - :mod:`~iwae_np.experiments.evaluation`: :math:`\\mathcal L_{5000}`, active units, a run's evaluation;
-- :mod:`~iwae_np.experiments.table`: the Table 1 grid beside the paper's numbers;
+- :mod:`~iwae_np.experiments.cells`: one cell of the Table 1 grid: its settings, and how it trains and is evaluated;
+- :mod:`~iwae_np.experiments.table`: the grid's cells in local processes, and the table beside the paper's numbers;
+- :mod:`~iwae_np.experiments.paper`: the paper's published numbers (Tables 1 and 3);
+- :mod:`~iwae_np.experiments.progress`: the running cells' progress, every half minute in a terminal;
 - :mod:`~iwae_np.experiments.claims`: the paper's claims tested on a finished table (paired over test images);
 - :mod:`~iwae_np.experiments.cluster`: the grid on a Dask cluster, each cell a task (``table --scheduler``);
 - :mod:`~iwae_np.experiments.figures`: PNG figures;
@@ -15,7 +18,9 @@ from .checkpoints import (CHECKPOINT_NAME, CheckpointError, CheckpointWriteError
 from .claims import claims_report, paired_difference, table_claims
 from .evaluation import EVALUATION_NAME, active_units, evaluate_run, iwae_log_likelihood
 from .schedule import paper_schedule
-from .table import PAPER_TABLE1, PAPER_TABLE3, markdown_table, run_table, table_cells
+from .cells import table_cells
+from .paper import PAPER_TABLE1, PAPER_TABLE3
+from .table import markdown_table, run_table
 from .training import METRICS_NAME, NonFiniteLossError, TrainConfig, train, train_step
 
 __all__ = ["CHECKPOINT_NAME", "CheckpointError", "CheckpointWriteError", "claims_report", "paired_difference",

@@ -5,12 +5,19 @@ schedule, so that a resumed run ends with bit-identical parameters. It is writte
 package's one atomic writer (:func:`iwae_np.files.atomic_write`): a crash, Ctrl-C, a full disk or
 a file-size limit during a save leaves the previous checkpoint intact.
 
+Ctrl-C during a save is held back until the file is complete (:func:`interrupts_deferred`), then
+raised: a ``KeyboardInterrupt`` inside ``np.savez`` would surface as zipfile's "Can't close the ZIP
+file while there is an open writing handle" ``ValueError`` instead, and the save would be lost.
+
 Errors are typed: :class:`CheckpointError` (a ``ValueError``) for a checkpoint that is missing,
 unreadable, damaged, incomplete or from a newer checkpoint format, always naming the file;
 :class:`CheckpointWriteError` (an ``OSError``) for a save that failed. Anything else (``MemoryError``,
 ``KeyboardInterrupt``) is not a fault of the file and passes through unchanged.
 """
+import contextlib
 import json
+import signal
+import threading
 import warnings
 import zipfile
 import zlib
@@ -21,9 +28,10 @@ import numpy as np
 from ..files import atomic_write
 from ..validation import validate_params
 from ..tree import check_same_structure, flatten_tree, tree_map, unflatten_tree
+from ..version import __version__
 
 __all__ = ["CHECKPOINT_NAME", "FORMAT_VERSION", "CheckpointError", "CheckpointWriteError",
-           "CheckpointVersionWarning", "RUN_STATUSES", "save_checkpoint", "load_checkpoint", "load_run_checkpoint",
+           "CheckpointVersionWarning", "RUN_STATUSES", "interrupts_deferred", "save_checkpoint", "load_checkpoint", "load_run_checkpoint",
            "load_params"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -49,14 +57,50 @@ class CheckpointVersionWarning(UserWarning):
     """A checkpoint written by a newer iwae-np in a format this version reads."""
 
 
+#: The signals held back during a save: Ctrl-C, and the signal with which ``iwae-np table`` stops a worker's cell.
+DEFERRED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGUSR1") if hasattr(signal, name))
+_deferring = threading.local()
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Hold back the signals of :data:`DEFERRED_SIGNALS` that have a Python handler (Ctrl-C's KeyboardInterrupt)
+    while the block runs; when it ends, run the handler of each that came (raising KeyboardInterrupt).
+
+    Nests (an inner block does nothing). Only the main thread receives signals; elsewhere it does nothing. If the
+    block raises, that exception goes on and a held-back Ctrl-C is dropped (the caller is already stopping).
+    """
+    if threading.current_thread() is not threading.main_thread() or getattr(_deferring, "on", False):
+        yield
+        return
+    received, previous = [], {}
+
+    def hold(signum, frame):
+        received.append(signum)
+
+    for signum in DEFERRED_SIGNALS:
+        handler = signal.getsignal(signum)
+        if callable(handler):  # a Python handler; SIG_DFL and SIG_IGN are left as they are
+            previous[signum] = signal.signal(signum, hold)
+    _deferring.on = True
+    try:
+        yield
+    finally:
+        _deferring.on = False
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    for signum in dict.fromkeys(received):
+        previous[signum](signum, None)
+
+
 def save_checkpoint(path, params, opt_state, rng, meta, perm=None):
     """Write a checkpoint atomically: arrays ``params/<name>``, ``adam_m/<name>``, ``adam_v/<name>``,
     ``perm`` (the data order of the current pass) and ``meta``, a JSON string holding ``meta`` plus the
     Adam step count and the generator state (``rng.bit_generator.state``).
 
     A failed write raises :class:`CheckpointWriteError` naming the file; what was at ``path`` before is unchanged.
+    Ctrl-C during the write is raised once the file is complete (:func:`interrupts_deferred`).
     """
-    from .. import __version__
     arrays = {}
     for prefix, tree in (("params", params), ("adam_m", opt_state["m"]), ("adam_v", opt_state["v"])):
         arrays.update({f"{prefix}/{name}": np.asarray(v) for name, v in flatten_tree(tree).items()})
@@ -65,7 +109,8 @@ def save_checkpoint(path, params, opt_state, rng, meta, perm=None):
                 adam_t=int(opt_state["t"]), rng_state=rng.bit_generator.state, has_perm=perm is not None)
     arrays["meta"] = np.array(json.dumps(meta))
     try:
-        atomic_write(path, lambda f: np.savez(f, **arrays))
+        with interrupts_deferred():
+            atomic_write(path, lambda f: np.savez(f, **arrays))
     except OSError as err:
         raise CheckpointWriteError(f"could not write the checkpoint {path}: {err.strerror or err}; "
                                    "the file that was there (if any) is unchanged") from err  # the errno: __cause__
@@ -98,7 +143,6 @@ def _version_tuple(version):
 
 
 def _check_format(meta, path):
-    from .. import __version__
     if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
         raise CheckpointError(f"{path} is not an iwae-np checkpoint")
     written_by = meta.get("iwae_np_version", "unknown")

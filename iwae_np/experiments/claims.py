@@ -20,13 +20,18 @@ Verdicts: ``reproduced`` when the difference is in the paper's direction by more
 standard deviation of each claim's difference across seeds, which is often larger than the standard error
 within one run.
 """
+import json
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["VERDICT_SE", "PairedDifference", "Claim", "paired_difference", "verdict", "table_claims",
-           "seed_spread", "format_claims", "format_seed_spread", "claims_report"]
+from .paper import PAPER_TABLE1, paper_footnote, paper_key, paper_label
+
+__all__ = ["VERDICT_SE", "PairedDifference", "Claim", "paired_difference", "verdict", "check_results", "table_claims",
+           "seed_spread", "check_comparable_tables", "format_claims", "format_seed_spread", "claims_report",
+           "unfinished_cells"]
 
 #: A difference counts as shown when it exceeds this many standard errors.
 VERDICT_SE = 2.0
@@ -94,7 +99,6 @@ def _cells(results, layers):
 
 def _paper_cells(paper_data, layers):
     """``{(objective, k): (NLL, active units)}`` of the paper's Table 1 at k = 1 and 50 (empty if it has no such rows)."""
-    from .table import PAPER_TABLE1
     out = {}
     for k in (1, 50):
         row = PAPER_TABLE1.get((paper_data, layers, k))
@@ -176,15 +180,17 @@ def seed_spread(claim_lists):
     return out
 
 
-def format_claims(claims, paper_label="paper (MNIST)"):
-    """A Markdown table: claim, the paper's numbers, this run's, the verdict."""
+def format_claims(claims, paper_label="paper (MNIST)", footnote=""):
+    """A Markdown table: claim, the paper's numbers, this run's, the verdict; then how verdicts are made and
+    ``footnote`` (what a star in ``paper_label`` means)."""
     lines = [f"| claim | {paper_label} | this run (paired over test images) | verdict |", "|---|---|---|---|"]
     for c in claims:
         lines.append(f"| ({c.key}) {c.statement} | {c.paper} | {c.measured} | **{c.verdict}** |")
     lines.append("")
     lines.append(f"Verdicts: reproduced when the difference is in the paper's direction by more than {VERDICT_SE:g} "
                  "standard errors of the paired per-image differences, contradicted when in the other direction by "
-                 "more than that, inconclusive otherwise; active units are counts (A_u > 0.01), compared as such.")
+                 "more than that, inconclusive otherwise; active units are counts (A_u > 0.01), compared as such."
+                 + (f" {footnote}" if footnote else ""))
     return "\n".join(lines)
 
 
@@ -199,13 +205,107 @@ def format_seed_spread(spread, labels):
 
 
 def claims_report(results, data_name):
-    """The claims of every layer count in ``results`` as Markdown (what ``iwae-np table`` and ``claims`` print)."""
-    from .table import paper_key
+    """The claims of every layer count in ``results`` as Markdown (what ``iwae-np table`` and ``claims`` print).
+
+    The paper's column is Table 1's MNIST rows for any data set but Omniglot; its label says so
+    (:func:`~iwae_np.experiments.paper.paper_label`)."""
     key = paper_key(data_name)
     parts = []
     for layers in sorted({r.get("layers") for r in results if r.get("status") == "finished"}):
         claims = table_claims(results, layers, key)
         if claims:
             parts.append(f"Claims of the paper, {layers} stochastic layer(s):\n\n"
-                         + format_claims(claims, f"paper ({key}, Table 1)"))
+                         + format_claims(claims, f"paper ({paper_label(data_name)}, Table 1)",
+                                         paper_footnote(data_name)))
     return "\n\n".join(parts)
+
+
+def unfinished_cells(results):
+    """The names of the cells of ``results`` that did not finish, with their status (``"vae-k50-L1 (interrupted)"``)."""
+    return [f"{r.get('name') or r.get('cell') or '?'} ({r.get('status')})" for r in results
+            if r.get("status") != "finished"]
+
+
+# ---------------------------------------------------------------------------------------------
+# what a results.json must hold, and which tables can be compared
+
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def check_results(results, source):
+    """``results`` (a parsed ``results.json``) as :func:`table_claims` needs it, or a one-line ValueError naming
+    ``source`` and the cell: a list of dicts with a ``status``; a finished cell has an ``objective``, integer ``k``
+    and ``layers``, finite per-image ``test_L`` (a non-finite value is an error, not a verdict), active units."""
+    if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+        raise ValueError(f"{source} is not a list of cell results (a table directory's results.json, written by "
+                         "iwae-np table)")
+    for i, r in enumerate(results):
+        name = r.get("cell") or r.get("name") or f"number {i + 1}"
+        where = f"{source}: cell {name}"
+        if not isinstance(r.get("status"), str):
+            raise ValueError(f"{where} has no status")
+        if r["status"] != "finished":
+            continue
+        if r.get("objective") not in ("vae", "iwae"):
+            raise ValueError(f"{where}: objective {r.get('objective')!r} is not vae or iwae")
+        for key in ("k", "layers"):
+            if not (_is_int(r.get(key)) and r[key] >= 1):
+                raise ValueError(f"{where}: {key} {r.get(key)!r} is not an integer >= 1")
+        if "test_L" in r:
+            values = r["test_L"]
+            if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                       for v in values):
+                raise ValueError(f"{where}: test_L is not a list of numbers")
+            bad = [j for j, v in enumerate(values) if not math.isfinite(v)]
+            if bad:
+                raise ValueError(f"{where}: test_L of {len(bad)} image(s) is not finite (image {bad[0]}: "
+                                 f"{values[bad[0]]}); its evaluation is broken: evaluate the cell again")
+        units = r.get("active_units_total", r.get("active_units"))
+        if not (_is_int(units) or (isinstance(units, list) and all(_is_int(u) for u in units))):
+            raise ValueError(f"{where}: active units {units!r} are not counts")
+    return results
+
+
+#: The settings two tables must share for their claims to be compared (their training seeds must differ).
+COMPARED_SETTINGS = ("data", "n_test", "eval_k", "eval_seed", "total_passes", "schedule", "architecture", "dtype")
+
+
+def _table_signature(results):
+    finished = [r for r in results if r.get("status") == "finished"]
+    sig = {key: sorted({json.dumps(r.get(key), sort_keys=True) for r in finished}) for key in COMPARED_SETTINGS}
+    for layers in sorted({r["layers"] for r in finished}):
+        cells = {(r["objective"], r["k"]) for r in finished if r["layers"] == layers}
+        both = sorted(k for (o, k) in cells if o == "vae" and ("iwae", k) in cells and k > 1)
+        sig[f"k of the claims, {layers} layer(s)"] = [str(k) for k in both[-1:]] + (["k = 1"] if ("vae", 1) in cells
+                                                                                   else [])
+    return sig
+
+
+def check_comparable_tables(tables):
+    """``tables``: ``[(directory, results)]``. ValueError naming the directories when one is given twice, two
+    were trained with the same seed (the same run), or two differ in a setting of :data:`COMPARED_SETTINGS`
+    or in the k their claims are made at: their spread over runs would mix different questions."""
+    seen = {}
+    for d, _ in tables:
+        key = os.path.realpath(d)
+        if key in seen:
+            raise ValueError(f"{d} is given twice (also as {seen[key]}): a spread over runs needs different runs")
+        seen[key] = d
+    seeds = {}
+    for d, results in tables:
+        for seed in {r.get("seed") for r in results if r.get("status") == "finished" and _is_int(r.get("seed"))}:
+            if seed in seeds:
+                raise ValueError(f"{seeds[seed]} and {d} were both trained with --seed {seed}: the same run twice "
+                                 "(a copy?); a spread over runs needs different seeds")
+            seeds[seed] = d
+    (first, first_results), rest = tables[0], tables[1:]
+    want = _table_signature(first_results)
+    for d, results in rest:
+        got = _table_signature(results)
+        diff = [f"{key} ({', '.join(want.get(key, [])) or '-'} in {first}, {', '.join(got.get(key, [])) or '-'} "
+                f"in {d})" for key in sorted(set(want) | set(got)) if want.get(key) != got.get(key)]
+        if diff:
+            raise ValueError(f"{first} and {d} are not the same table with another seed; they differ in "
+                             + "; ".join(diff))

@@ -1,7 +1,8 @@
 r"""The Table 1 grid on a Dask cluster (``iwae-np table --scheduler ADDRESS``): each cell a task.
 
 The paper's protocol is 12 cells of 1 to 5 CPU-days each. With a Dask scheduler address,
-:func:`iwae_np.experiments.table.run_table` hands every cell to :func:`run_table_on_cluster`:
+``iwae-np table`` hands every cell to :func:`run_table_on_cluster` instead of the local runner
+(:func:`iwae_np.experiments.table.run_table`); both run :func:`iwae_np.experiments.cells.run_cell`:
 
 - each cell is one task (:func:`run_cell_task`) that trains or resumes the cell in ``OUT/<cell>/``
   and evaluates it, exactly as ``iwae-np table`` does on one machine. ``OUT`` must be a directory
@@ -21,32 +22,80 @@ The paper's protocol is 12 cells of 1 to 5 CPU-days each. With a Dask scheduler 
 Dask (``dask[distributed]``) is the optional ``cluster`` extra: ``pip install -e '.[cluster]'``. For a Slurm,
 PBS or SGE cluster start the scheduler and workers with ``dask-jobqueue`` (see the README).
 """
+import contextlib
+import logging
 import os
 import socket
 import sys
 import uuid
 from pathlib import Path
 
-from .table import run_cell
+from .cells import TABLE_FILES, check_table_dir, run_cell
+from .rundirs import claim_directory
 
-__all__ = ["connect", "run_table_on_cluster", "run_cell_task", "dask_map", "RESUBMISSIONS"]
+__all__ = ["connect", "close_client", "run_table_on_cluster", "run_cell_task", "dask_map", "RESUBMISSIONS"]
 
 #: How many times a cell given up by Dask (``KilledWorker``) is submitted again.
 RESUBMISSIONS = 3
 
 
+#: Seconds to wait for a scheduler to answer before giving up.
+CONNECT_TIMEOUT = 10.0
+
+
 def connect(scheduler):
-    """A ``distributed.Client`` for a scheduler address (``tcp://host:8786``), or ``scheduler`` if it is one."""
+    """A ``distributed.Client`` for a scheduler address (``tcp://host:8786``), or ``scheduler`` if it is one.
+
+    Any address that cannot be used (malformed, an unknown protocol, a refused or silent port, a TLS address
+    without TLS settings) is a ValueError naming it, in one line; a refused TCP port is reported at once.
+    """
     try:
         from distributed import Client
     except ImportError:
         raise ValueError("--scheduler needs Dask: pip install -e '.[cluster]' (dask[distributed])") from None
     if isinstance(scheduler, Client):
         return scheduler
+    if not isinstance(scheduler, str) or not scheduler.strip():
+        raise ValueError(f"cannot reach the Dask scheduler at {scheduler!r}: not an address (expected "
+                         "tcp://host:8786)")
+    _check_reachable(scheduler)
     try:
-        return Client(scheduler, timeout="30s")
-    except (OSError, TimeoutError, ValueError) as err:
-        raise ValueError(f"cannot reach the Dask scheduler at {scheduler!r}: {err}") from None
+        return Client(scheduler, timeout=f"{CONNECT_TIMEOUT:g}s")
+    except Exception as err:  # noqa: BLE001 - distributed raises TypeError, ValueError, OSError, TimeoutError...
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"cannot reach the Dask scheduler at {scheduler!r}: {reason}") from None
+
+
+def _check_reachable(address):
+    """For a ``tcp://`` or ``tls://`` address (or a bare ``host:port``): a TCP connection to it, so that a refused
+    or unknown host is reported at once rather than after the client's timeout."""
+    protocol, _, rest = address.rpartition("://")
+    if protocol not in ("", "tcp", "tls"):
+        return
+    host, _, port = rest.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        raise ValueError(f"cannot reach the Dask scheduler at {address!r}: not an address (expected tcp://host:8786)")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as err:
+        raise ValueError(f"cannot reach the Dask scheduler at {address!r}: {err.strerror or err}") from None
+
+
+def close_client(client):
+    """Close ``client`` without the traceback distributed logs when its scheduler is gone (its reconnection
+    attempts are cancelled by the close); the cells' results already say what happened."""
+    loggers = [logging.getLogger(name) for name in ("distributed", "distributed.client", "distributed.core")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        client.close(timeout=CONNECT_TIMEOUT)
+    except Exception:  # noqa: BLE001 - a client whose scheduler died may fail to close: nothing is left to save
+        pass
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _log(message):
@@ -61,9 +110,7 @@ def dask_map(fn, items, client=None):
     two per worker. Without ``client``, the cluster of the task that calls it, which leaves its
     worker's thread pool while it waits (``worker_client``).
     """
-    import contextlib
-
-    from distributed import worker_client
+    from distributed import worker_client  # the optional cluster extra
 
     items = [tuple(item) for item in items]
     if not items:
@@ -119,8 +166,16 @@ def run_table_on_cluster(cells, base, out_dir, eval_opts, scheduler, log=print, 
     """
     from distributed import as_completed
 
+    check_table_dir(cells, out_dir, base, eval_opts, figures=False)  # figures: the caller draws them (and checks)
     client = connect(scheduler)
-    out_dir = str(Path(out_dir).resolve())
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with claim_directory(out_dir, TABLE_FILES):
+        return _run_on(client, as_completed, cells, base, str(Path(out_dir).resolve()), eval_opts, log,
+                       split_evaluation, checkpoint_every, callback, resubmissions)
+
+
+def _run_on(client, as_completed, cells, base, out_dir, eval_opts, log, split_evaluation, checkpoint_every, callback,
+            resubmissions):
     killed = _killed_worker_types()
     n_workers = len(client.scheduler_info()["workers"])
     log(f"Dask scheduler {client.scheduler.address}: {n_workers} worker(s); checkpoints in {out_dir}")
@@ -149,10 +204,10 @@ def run_table_on_cluster(cells, base, out_dir, eval_opts, scheduler, log=print, 
                 again = submit(cell)
                 futures[again] = cell
                 pending.add(again)
-            except Exception as err:  # one failing cell does not stop the others
-                results[cell["name"]] = {"status": "failed", "name": cell["name"],
-                                         "error": f"{type(err).__name__}: {err}"}
-                log(f"[{cell['name']}] failed: {type(err).__name__}: {err}")
+            except Exception as err:  # one failing cell does not stop the others (a lost scheduler fails them all)
+                reason = f"{type(err).__name__}: {' '.join(str(err).split())}"  # one line
+                results[cell["name"]] = {"status": "failed", "name": cell["name"], "error": reason}
+                log(f"[{cell['name']}] failed: {reason}")
     except KeyboardInterrupt:
         client.cancel(list(futures))  # tasks not started yet; a running cell keeps its checkpoint
         log("interrupted: the remaining cells were cancelled; run the same command again to resume them")

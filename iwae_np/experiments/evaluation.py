@@ -14,21 +14,29 @@ r"""Evaluation of a trained model (paper section 5): the test log-likelihood est
 Evaluation runs in float64 by default, also for models trained in float32 (their parameters are
 cast up; the estimate is then not limited by float32 rounding of the log weights).
 """
+import json
 import math
+import os
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..data import binarize
+from ..files import temporary_prefix, write_json
 from ..engines import get_engine
 from ..model import architecture_of, sample_posterior
 from ..validation import validate_params, validate_x
+from ..version import __version__
 from ..tree import tree_map
 from .checkpoints import load_run_checkpoint
 
 __all__ = ["streaming_logsumexp_update", "iwae_log_likelihood", "batch_log_likelihood", "batch_noise",
            "sample_chunk_size", "active_units",
-           "evaluate_run", "ACTIVE_UNIT_THRESHOLD", "MAX_CHUNK_ELEMENTS", "EVALUATION_NAME"]
+           "evaluate_run", "check_writable", "write_evaluation", "ACTIVE_UNIT_THRESHOLD", "MAX_CHUNK_ELEMENTS", "EVALUATION_NAME"]
 
 #: Decimals kept of each image's :math:`\mathcal L_k` in an evaluation (1e-6 nats: far below any standard error).
 PER_IMAGE_DECIMALS = 6
@@ -113,6 +121,25 @@ def batch_log_likelihood(params, xb, seed, index, k, chunk_size=None, engine=Non
     return _streaming_result(m, s) - math.log(k)
 
 
+def _check_count(name, n, low=1):
+    if not (isinstance(n, (int, float, np.integer, np.floating)) and not isinstance(n, bool)
+            and math.isfinite(n) and int(n) == n and n >= low):
+        raise ValueError(f"{name} must be an integer >= {low}, got {n!r}")
+    return int(n)
+
+
+def _checked(params, x, rng, dtype):
+    """The checks of an entry point, done once: ``rng`` a Generator, ``params`` a finite tree of the model
+    (cast to ``dtype``), ``x (N, D)`` binary. Returns ``(params, x, architecture)`` in the working dtype."""
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError("rng must be a numpy.random.Generator (randomness is explicit)")
+    work_dtype = validate_params(params)
+    if dtype is not None:
+        params, work_dtype = _as_dtype(params, dtype), np.dtype(dtype)
+    arch = architecture_of(params)
+    return params, validate_x(x, arch.x_dim, work_dtype), arch
+
+
 def iwae_log_likelihood(params, x, rng, k=5000, batch_size=100, chunk_size=None, dtype=np.float64,
                         progress=None, map_fn=None, engine=None):
     r"""Per-example :math:`\mathcal L_k = \log \frac1k \sum_{i=1}^k w_i` (paper eq. 8), the log-likelihood estimate.
@@ -133,20 +160,16 @@ def iwae_log_likelihood(params, x, rng, k=5000, batch_size=100, chunk_size=None,
     ``engine``: ``"fast"`` (the default) or ``"definition"`` computes the log weights (:mod:`iwae_np.engines`).
     """
     engine = get_engine(engine).name
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError("rng must be a numpy.random.Generator (randomness is explicit)")
-    for name, n in (("the number of samples k", k), ("batch_size", batch_size), ("chunk_size", chunk_size)):
-        if n is None and name == "chunk_size":
-            continue
-        if not (isinstance(n, (int, float, np.integer, np.floating)) and not isinstance(n, bool)
-                and math.isfinite(n) and int(n) == n and n >= 1):
-            raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
-    validate_params(params)
-    params = _as_dtype(params, dtype)
-    work_dtype = validate_params(params, check_values=False)
-    arch = architecture_of(params)
-    x = validate_x(x, arch.x_dim, work_dtype)  # (N, D)
-    k, n, batch_size = int(k), x.shape[0], int(batch_size)
+    k, batch_size = _check_count("the number of samples k", k), _check_count("batch_size", batch_size)
+    if chunk_size is not None:
+        chunk_size = _check_count("chunk_size", chunk_size)
+    params, x, _ = _checked(params, x, rng, dtype)
+    return _log_likelihood(params, x, rng, k, batch_size, chunk_size, progress, map_fn, engine)
+
+
+def _log_likelihood(params, x, rng, k, batch_size, chunk_size, progress, map_fn, engine):
+    """:func:`iwae_log_likelihood` of arguments already checked."""
+    n = x.shape[0]
     seed = int(rng.integers(0, 2 ** 63))
     starts = range(0, n, batch_size)
     items = [(params, x[start:start + batch_size], seed, j, k, chunk_size, engine) for j, start in enumerate(starts)]
@@ -173,24 +196,23 @@ def active_units(params, x, rng, threshold=ACTIVE_UNIT_THRESHOLD, batch_size=100
 
     Layer 1: the posterior mean :math:`\mu_1(x)` of :math:`q(h_1|x)`. Layer :math:`l > 1`: the mean
     of :math:`q(h_l | h_{l-1})` at one sample :math:`h_{l-1} \sim q(h_{l-1}|\cdots)` drawn with ``rng``
-    (as the authors' code does; the paper's section 5.2 defines :math:`A_u` with the exact posterior mean).
-    The covariance over the examples of ``x (N, D)`` is the sample variance with ``ddof = 1`` (as ``np.cov``).
-    Returns a dict: ``"values"`` a list of ``(d_l,)`` arrays :math:`A_u` per layer, ``"counts"`` the number
-    of units with :math:`A_u >` ``threshold`` per layer, ``"threshold"``.
+    (paper section 5.2 and appendix). The covariance over the examples of ``x (N, D)`` is the sample variance with
+    ``ddof = 1`` (as ``np.cov``). Returns a dict: ``"values"`` a list of ``(d_l,)`` arrays
+    :math:`A_u` per layer, ``"counts"`` the number of units with :math:`A_u >` ``threshold`` per
+    layer, ``"threshold"``.
     """
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError("rng must be a numpy.random.Generator (randomness is explicit)")
-    validate_params(params)
-    params = _as_dtype(params, dtype)
-    work_dtype = validate_params(params, check_values=False)
-    arch = architecture_of(params)
-    x = validate_x(x, arch.x_dim, work_dtype)  # (N, D)
+    params, x, arch = _checked(params, x, rng, dtype)
+    return _active_units(params, x, rng, arch, threshold, _check_count("batch_size", batch_size))
+
+
+def _active_units(params, x, rng, arch, threshold, batch_size):
+    """:func:`active_units` of arguments already checked."""
     if x.shape[0] < 2:
         raise ValueError(f"active units need at least 2 examples, got {x.shape[0]}")
     means = [[] for _ in arch.latent_dims]
     for start in range(0, x.shape[0], batch_size):
         xb = x[start:start + batch_size]
-        eps = [rng.standard_normal((1, xb.shape[0], d)).astype(work_dtype, copy=False) for d in arch.latent_dims]
+        eps = [rng.standard_normal((1, xb.shape[0], d)).astype(x.dtype, copy=False) for d in arch.latent_dims]
         _, q_stats = sample_posterior(params, xb, eps)
         for l, (mu, _) in enumerate(q_stats):
             means[l].append(np.reshape(mu, (xb.shape[0], -1)))  # (batch, d_l)
@@ -211,7 +233,7 @@ def _binarized_train_subset(dataset, n, seed):
 
 
 def evaluate_run(run_dir, dataset, k=5000, train_subset=1000, seed=0, batch_size=100, chunk_size=None,
-                 progress=False, map_fn=None, engine=None):
+                 progress=False, map_fn=None, output=None, engine=None):
     r"""Evaluate the model in ``run_dir``: test and training-subset NLL and active units.
 
     NLL is :math:`-\frac1N \sum_n \mathcal L_k(x_n)` with ``k`` samples (5000, the paper's), on the
@@ -222,21 +244,27 @@ def evaluate_run(run_dir, dataset, k=5000, train_subset=1000, seed=0, batch_size
     is evaluated on the same binarized test images).
     ``train_subset`` is an integer >= 0 (0: no training-set estimate); a larger one than the training
     set evaluates all of it. ``map_fn``: computes the batches of :math:`\mathcal L_k` elsewhere (see
-    :func:`iwae_log_likelihood`). ``engine`` computes the log weights (default ``"fast"``); the result
-    names it (``eval_engine``) and the engine that trained the model (``engine``).
+    :func:`iwae_log_likelihood`). ``output``: the file the result will be written to
+    (:func:`write_evaluation`); its directory is checked to be writable before anything is computed.
+    ``engine`` computes the log weights (default ``"fast"``); the result names it (``eval_engine``) and the
+    engine that trained the model (``engine``).
     """
-    from .. import __version__
     engine = get_engine(engine).name
     if isinstance(train_subset, bool) or not isinstance(train_subset, (int, np.integer)) or train_subset < 0:
         raise ValueError(f"train_subset must be an integer >= 0 (0: skip), got {train_subset!r}")
+    k, batch_size = _check_count("the number of samples k", k), _check_count("batch_size", batch_size)
+    if chunk_size is not None:
+        chunk_size = _check_count("chunk_size", chunk_size)
     ck = load_run_checkpoint(run_dir)
-    meta, params = ck["meta"], ck["params"]
+    meta = ck["meta"]
     config = meta["config"]
+    if output is not None:
+        check_writable(output)
     t0 = time.monotonic()
-    test = np.asarray(dataset.binarized_test(seed=0))
+    test_rng = np.random.default_rng((seed, 0))
+    params, test, arch = _checked(ck["params"], np.asarray(dataset.binarized_test(seed=0)), test_rng, np.float64)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
         n_total = test.shape[0] + (min(train_subset, len(dataset.train)) if train_subset else 0)
         bar = tqdm(total=n_total, desc=f"L_{k} evaluation", unit="image", mininterval=0.5, dynamic_ncols=True)
 
@@ -245,8 +273,7 @@ def evaluate_run(run_dir, dataset, k=5000, train_subset=1000, seed=0, batch_size
             return None
         return lambda done: bar.update(offset + done - bar.n)
 
-    test_L = iwae_log_likelihood(params, test, np.random.default_rng((seed, 0)), k=k, batch_size=batch_size,
-                                 chunk_size=chunk_size, progress=ticker(0), map_fn=map_fn, engine=engine)
+    test_L = _log_likelihood(params, test, test_rng, k, batch_size, chunk_size, ticker(0), map_fn, engine)
     result = {"run_dir": str(run_dir), "data": getattr(dataset, "name", None), "objective": config["objective"],
               "k": config["k"], "layers": len(config["architecture"]["latent_dims"]),
               "architecture": config["architecture"], "dtype": config["dtype"], "seed": config["seed"],
@@ -255,23 +282,56 @@ def evaluate_run(run_dir, dataset, k=5000, train_subset=1000, seed=0, batch_size
               "passes_done": meta["history"][-1]["passes_done"] if meta["history"] else 0,
               "global_step": meta["position"]["global_step"], "train_wall_time": meta["elapsed"],
               "schedule": config["schedule"], "eval_k": int(k), "eval_seed": int(seed),
+              "eval_train_subset": int(train_subset),
               "n_test": int(test.shape[0]), "test_nll": float(-np.mean(test_L)),
               "test_nll_se": float(np.std(test_L, ddof=1) / math.sqrt(len(test_L))) if len(test_L) > 1 else None,
               # per test image, for paired comparisons between models (same images, same binarization)
               "test_L": [round(float(v), PER_IMAGE_DECIMALS) for v in test_L]}
     if train_subset:
-        xtr = _binarized_train_subset(dataset, train_subset, seed)
-        train_L = iwae_log_likelihood(params, xtr, np.random.default_rng((seed, 1)), k=k, batch_size=batch_size,
-                                      chunk_size=chunk_size, progress=ticker(test.shape[0]), map_fn=map_fn,
-                                      engine=engine)
+        xtr = validate_x(_binarized_train_subset(dataset, train_subset, seed), arch.x_dim, np.float64)
+        train_L = _log_likelihood(params, xtr, np.random.default_rng((seed, 1)), k, batch_size, chunk_size,
+                                  ticker(test.shape[0]), map_fn, engine)
         result.update(n_train_eval=int(xtr.shape[0]), train_nll=float(-np.mean(train_L)),
                       overfitting_gap=float(-np.mean(test_L) + np.mean(train_L)))
     if bar is not None:
         bar.close()
-    au = active_units(params, test, np.random.default_rng((seed, 2)))
+    au = _active_units(params, test, np.random.default_rng((seed, 2)), arch, ACTIVE_UNIT_THRESHOLD, 1000)
     result.update(active_units=au["counts"], active_units_total=int(sum(au["counts"])),
                   active_unit_threshold=ACTIVE_UNIT_THRESHOLD,
                   active_unit_values=[v.tolist() for v in au["values"]],
                   eval_wall_time=time.monotonic() - t0, iwae_np_version=__version__,
                   history=meta["history"])
     return result
+
+
+def check_writable(path):
+    """Before a long computation: a file can be created in the directory of ``path`` (OSError naming ``path``
+    otherwise). Creates and removes a temporary there (:func:`iwae_np.files.temporary_name`)."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=".tmp")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as err:
+        raise OSError(f"cannot write {path}: {err.strerror or err}; nothing was computed") from err
+
+
+def write_evaluation(path, result):
+    """Write an evaluation to ``path``; when that fails, keep it: it is written to a file in the temporary
+    directory instead (or, failing that too, printed on stdout), and the OSError raised names ``path`` and where
+    the result is."""
+    try:
+        return write_json(path, result)
+    except OSError as err:
+        reason = err.strerror or str(err)
+    text = json.dumps(result, indent=1) + "\n"
+    try:
+        fd, kept = tempfile.mkstemp(prefix="iwae-np-evaluation-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        where = f"the evaluation is kept in {kept} (move it to {path})"
+    except OSError:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        where = "the evaluation was printed on standard output"
+    raise OSError(f"could not write {path} ({reason}); {where}")

@@ -10,27 +10,45 @@ r"""Figures of the paper's experiments, as PNG files (matplotlib's Agg renderer,
 
 Each function takes plain data (histories, arrays, result dicts), writes ``path`` and returns it.
 Figures are built with :class:`matplotlib.figure.Figure` directly, so importing this module
-selects no backend and opens no window.
+selects no backend and opens no window (matplotlib itself is imported when a figure is drawn).
+Every figure is written by :func:`save_figure`: atomically, marked as iwae-np's (a PNG text chunk),
+and never over a PNG that iwae-np did not write.
 """
 import math
 from pathlib import Path
 
 import numpy as np
 
+from ..data import dataset_from_spec
+from ..files import atomic_write
+from ..model import sample_eps, sample_generative, sample_posterior
+from ..networks import dense, tanh_mlp
+from ..special import sigmoid
+from ..tree import tree_map
+from .checkpoints import load_checkpoint, load_params
+from .paper import PAPER_TABLE1, is_substituted, paper_key, paper_label
+from .rundirs import PNG_SOFTWARE, check_not_foreign
+
 __all__ = ["plot_training_curves", "plot_samples_and_reconstructions", "plot_active_units", "plot_nll_vs_k",
-           "image_grid", "make_table_figures", "dataset_of_result"]
+           "image_grid", "make_table_figures", "table_figure_names", "run_figure_names", "save_figure",
+           "dataset_of_result"]
 
 
 def _figure(**kw):
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # a heavy optional dependency: only when a figure is drawn
     return Figure(**kw)
 
 
-def _save(fig, path):
+def save_figure(fig, path, dpi=110, bbox_inches="tight"):
+    """Write ``fig`` as a PNG to ``path`` (its directory created): atomically, with the text chunk
+    ``Software: iwae-np`` that marks it as the project's; a PNG there that iwae-np did not write is refused."""
     path = Path(path)
+    check_not_foreign(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight", format="png")
+    atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, bbox_inches=bbox_inches, format="png",
+                                             metadata={"Software": PNG_SOFTWARE}))
     return path
+
 
 
 def plot_training_curves(histories, path, title=None):
@@ -57,7 +75,7 @@ def plot_training_curves(histories, path, title=None):
     ax.set_title(title or "Training curves (solid: test, dashed: training subset)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def image_grid(images, rows, side=28):
@@ -74,11 +92,6 @@ def image_grid(images, rows, side=28):
 
 def plot_samples_and_reconstructions(params, x, rng, path, n=10, title=None):
     """Rows: ``n`` binary test images ``x``, their reconstructions, and ``n`` generative samples (pixel means)."""
-    from ..model import sample_eps, sample_generative, sample_posterior
-    from ..networks import dense, tanh_mlp
-    from ..special import sigmoid
-    from ..tree import tree_map
-
     params = tree_map(lambda p: np.asarray(p, dtype=np.float64), params)
     x = np.asarray(x, dtype=np.float64)[:n]
     side = int(round(math.sqrt(x.shape[1])))
@@ -93,7 +106,7 @@ def plot_samples_and_reconstructions(params, x, rng, path, n=10, title=None):
     ax.set_yticks([side * 0.5, side * 1.5, side * 2.5], ["data", "reconstruction", "samples"], fontsize=7)
     ax.set_xticks([])
     ax.set_title(title or "Test images, reconstructions, samples", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_active_units(values_by_label, path, threshold=0.01, title=None):
@@ -119,7 +132,7 @@ def plot_active_units(values_by_label, path, threshold=0.01, title=None):
         ax.legend(fontsize=7)
     if title:
         fig.suptitle(title, y=1.04)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_nll_vs_k(results, path, paper=None, title=None, paper_title="the paper"):
@@ -158,14 +171,22 @@ def plot_nll_vs_k(results, path, paper=None, title=None, paper_title="the paper"
         ax.set_title(panel_title, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
+
+
+def table_figure_names(layers):
+    """The names of the figures :func:`make_table_figures` may write for tables with these layer counts."""
+    return ["nll_vs_k.png"] + [f"{kind}_L{L}.png" for L in layers for kind in ("training_curves", "active_units",
+                                                                               "samples")]
+
+
+def run_figure_names():
+    """The names of the figures ``iwae-np plot`` may write for a run directory."""
+    return ["training_curves.png", "active_units.png", "samples.png"]
 
 
 def make_table_figures(results, fig_dir, data_name):
     """NLL against k, training curves, log A_u histograms and samples of the best cell: their paths."""
-    from .checkpoints import load_params
-    from .table import PAPER_TABLE1, paper_key
-
     fig_dir = Path(fig_dir)
     paths = []
     key = paper_key(data_name)
@@ -175,7 +196,8 @@ def make_table_figures(results, fig_dir, data_name):
             paper[("vae", L, k)], paper[("iwae", L, k)] = vn, iwn
     paths.append(plot_nll_vs_k(results, fig_dir / "nll_vs_k.png", paper=paper,
                                        title=f"Test NLL against k: {data_name}, this run",
-                                       paper_title=f"the paper's Table 1 ({key}, 3,280 passes)"))
+                                       paper_title=(f"the paper's Table 1 ({paper_label(data_name)}, 3,280 passes)"
+                                                    + ("; *not the same data" if is_substituted(data_name) else ""))))
     own = [r for r in results if not r.get("shared_with")]
     for L in sorted({r["layers"] for r in own}):
         rs = [r for r in own if r["layers"] == L]
@@ -200,7 +222,5 @@ def make_table_figures(results, fig_dir, data_name):
 
 def dataset_of_result(result):
     """The data set a table cell was trained on, reloaded from its checkpoint's record (None if it has none)."""
-    from ..data import dataset_from_spec
-    from .checkpoints import load_checkpoint
     spec = load_checkpoint(result["run_dir"])["meta"]["config"]["data"]
     return dataset_from_spec(spec) if spec.get("name") else None

@@ -26,19 +26,30 @@ Slopes are least-squares fits of :math:`\log \mathrm{SNR}` on :math:`\log K` for
 :math:`\log M` for each K when there are several M).
 """
 import math
+import zipfile
+from pathlib import Path
 
 import numpy as np
 from autograd.tracer import getval
 
 from ..engines import get_engine
 from ..estimators import bound_and_weights
-from ..model import sample_eps
+from ..files import atomic_write
+from ..model import init_params, sample_eps
+from ..validation import validate_params
 from ..special import softmax
-from ..tree import flatten_tree
+from ..tree import flatten_tree, tree_map, unflatten_tree
+from .checkpoints import load_params
+from .figures import save_figure
+from .rundirs import NPZ_MARK
+from .training import train_step
 
 __all__ = ["SNR_ESTIMATORS", "RunningMoments", "estimator_gradients", "effective_sample_size", "gradient_snr",
            "snr_study", "summarize_snr", "fit_slopes", "plot_snr", "synthetic_images", "train_default_model",
-           "load_model_params"]
+           "save_model_params", "load_model_params", "SNR_FILES"]
+
+#: The files ``iwae-np snr`` writes in its output directory (``model.npz`` only for the default model).
+SNR_FILES = ("snr.json", "snr.png", "model.npz")
 
 #: The estimators compared; theta is the same for all three (each ascends the bound for theta).
 SNR_ESTIMATORS = ("iwae", "stl", "dreg")
@@ -183,7 +194,7 @@ def plot_snr(result, path):
     """Log-log plot of the median SNR against K: theta and phi panels, one line per estimator and M,
     reference slopes +1/2 and -1/2 and the noise floor; a third panel shows the effective sample size
     against K (the asymptotic regime of the SNR result needs it to grow like K). Writes a PNG to ``path``."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # a heavy optional dependency: only when the figure is drawn
     grid = result["grid"]
     Ms = sorted({g["M"] for g in grid})
     all_K = np.array(sorted({g["K"] for g in grid}), dtype=float)
@@ -222,8 +233,7 @@ def plot_snr(result, path):
     ax.set_title("importance weights")
     ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=80, format="png")
-    return path
+    return save_figure(fig, path, dpi=80, bbox_inches=None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,11 +252,8 @@ def train_default_model(x_train, arch, steps, rng, k=5, batch_size=20, lr=1e-3, 
     """A model trained briefly: Glorot init with the output bias from the training mean, then ``steps``
     Adam steps (the paper's settings) on IWAE(k) over minibatches drawn from ``x_train`` (gray or binary
     ``(N, D)``; ``binarize(x, rng)`` is applied to each minibatch when given). float64 parameters."""
-    from ..model import init_params
-    from ..optimizers import adam_init
-    from .training import train_step
     params = init_params(arch, rng, np.float64, x_mean=np.mean(x_train, axis=0))
-    state = adam_init(params)
+    state = get_engine().adam_init(params)
     for _ in range(int(steps)):
         x = x_train[rng.integers(len(x_train), size=batch_size)]
         x = binarize(x, rng) if binarize is not None else x
@@ -254,26 +261,29 @@ def train_default_model(x_train, arch, steps, rng, k=5, batch_size=20, lr=1e-3, 
     return params
 
 
-def load_model_params(path):
-    """Parameters from a training checkpoint (file or run directory, :func:`iwae_np.training.load_params`)
-    or from a plain ``.npz`` whose keys are the flat parameter names (``q_h1/hidden_0/W``, ...); float64."""
-    import zipfile
-    from pathlib import Path
+def save_model_params(path, params):
+    """Write ``params`` as an ``.npz`` of flat parameter names (what :func:`load_model_params` reads), atomically,
+    marked as iwae-np's (:data:`~iwae_np.experiments.rundirs.NPZ_MARK`) so that a rerun may replace it."""
+    arrays = dict(flatten_tree(params), **{NPZ_MARK: np.array("iwae-np snr model")})
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
 
-    from ..validation import validate_params
-    from ..tree import tree_map, unflatten_tree
+
+
+def load_model_params(path):
+    """Parameters from a training checkpoint (file or run directory,
+    :func:`iwae_np.experiments.checkpoints.load_params`) or from a plain ``.npz`` whose keys are the flat
+    parameter names (``q_h1/hidden_0/W``, ...; :func:`save_model_params`); float64."""
     path = Path(path)
     if not path.exists():
         raise ValueError(f"checkpoint {str(path)!r} does not exist")
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as data:
-                flat = {n: np.asarray(data[n], dtype=np.float64) for n in data.keys()}
+                flat = {n: np.asarray(data[n], dtype=np.float64) for n in data.keys() if n != NPZ_MARK}
         except (OSError, ValueError, zipfile.BadZipFile) as err:
             raise ValueError(f"{path} is not a readable .npz file: {err}") from err
         if flat and all(not n.startswith(("params/", "meta")) for n in flat):  # flat parameter names
             params = unflatten_tree(flat)
             validate_params(params)
             return params
-    from .checkpoints import load_params  # a training checkpoint
     return tree_map(lambda p: np.asarray(p, dtype=np.float64), load_params(path))

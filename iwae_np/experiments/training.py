@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..data import binarize
 from ..engines import DEFAULT_ENGINE, get_engine
@@ -28,8 +29,9 @@ from ..model import Architecture, architecture_of, init_params, sample_eps
 from ..optimizers import PAPER_ADAM, NonFiniteGradientError
 from ..validation import NonFiniteLogWeightError, validate_params
 from ..tree import tree_map
-from .checkpoints import (CHECKPOINT_NAME, CheckpointError, CheckpointWriteError, load_run_checkpoint,
-                          save_checkpoint)
+from .evaluation import iwae_log_likelihood
+from .checkpoints import (CHECKPOINT_NAME, CheckpointError, CheckpointWriteError, interrupts_deferred,
+                          load_run_checkpoint, save_checkpoint)
 from .rundirs import check_not_foreign, check_output_dir, claim_directory
 from .schedule import check_schedule, paper_schedule
 
@@ -210,17 +212,18 @@ class RunState:
                 "position": snap["pos"], "history": snap["history"], "elapsed": snap["elapsed"],
                 "status": snap["status"], "data_fingerprint": self.fingerprint,
                 "steps_per_pass": steps_per_pass(self), "total_passes": config.total_passes}
-        try:
-            save_checkpoint(self.checkpoint_path, snap["params"], snap["opt_state"],
-                            np.random.Generator(bit_generator), meta, snap["perm"])
-        except CheckpointWriteError as err:
-            kept = (f"the checkpoint after global step {self.saved_step} is intact" if self.saved_step is not None
-                    else "no checkpoint had been written yet")
-            cause = err.__cause__ if isinstance(err.__cause__, OSError) else err
-            raise CheckpointWriteError(f"could not write the checkpoint {self.checkpoint_path} "
-                                       f"({cause.strerror or cause}); {kept}. Make room (or raise the "
-                                       "file-size limit) and continue with --resume") from cause
-        self.saved_at, self.saved_step, self.saved = time.monotonic(), snap["pos"]["global_step"], snap
+        with interrupts_deferred():  # Ctrl-C comes after the record of what was saved
+            try:
+                save_checkpoint(self.checkpoint_path, snap["params"], snap["opt_state"],
+                                np.random.Generator(bit_generator), meta, snap["perm"])
+            except CheckpointWriteError as err:
+                kept = (f"the checkpoint after global step {self.saved_step} is intact"
+                        if self.saved_step is not None else "no checkpoint had been written yet")
+                cause = err.__cause__ if isinstance(err.__cause__, OSError) else err
+                raise CheckpointWriteError(f"could not write the checkpoint {self.checkpoint_path} "
+                                           f"({cause.strerror or cause}); {kept}. Make room (or raise the "
+                                           "file-size limit) and continue with --resume") from cause
+            self.saved_at, self.saved_step, self.saved = time.monotonic(), snap["pos"]["global_step"], snap
 
     def result(self, status=None):
         return {"params": self.params, "status": status or self.status, "history": self.history,
@@ -328,7 +331,8 @@ def train(dataset, config, run_dir, resume=False, params=None, progress=True, ch
     passes, mean training bound over the stage, :math:`\mathcal L_{monitor\_k}` on test and training
     examples, wall time) is appended to ``metrics.jsonl``. ``callback(info)``, if given, is called
     after every step with a dict (``global_step``, ``stage``, ``bound``, ``position``,
-    ``checkpoint_step``, and ``stage_record``: the metric record when the step ended a stage, else None).
+    ``checkpoint_step``, ``steps_per_pass``, ``schedule``, and ``stage_record``: the metric record when the
+    step ended a stage, else None).
 
     The process holds ``run_dir`` while it trains (another process training there gets a
     ``ValueError``) and first removes the temporary files a killed process left there. A run
@@ -378,8 +382,6 @@ def _stage_is_due(state):
 
 def run_steps(state, dataset, progress=True, checkpoint_every=300.0, callback=None):
     """Take steps until the schedule ends (or Ctrl-C); every stage ends with :func:`end_stage`."""
-    from tqdm.auto import tqdm
-
     config, pos, schedule = state.config, state.pos, state.config.schedule
     batch = config.batch_size
     dtype = np.dtype(config.dtype)
@@ -415,7 +417,8 @@ def run_steps(state, dataset, progress=True, checkpoint_every=300.0, callback=No
                 state.save(state.latest)
             if callback is not None:
                 callback({"global_step": pos["global_step"], "stage": stage["stage"], "bound": bound,
-                          "position": dict(pos), "checkpoint_step": state.saved_step, "stage_record": record})
+                          "position": dict(pos), "checkpoint_step": state.saved_step, "stage_record": record,
+                          "steps_per_pass": steps_per_pass(state), "schedule": schedule})
     except KeyboardInterrupt:
         return _save_on_interrupt(state)
     finally:
@@ -545,7 +548,6 @@ def monitor_bounds(params, monitor, config, when):
     comes from a generator seeded by it, never from the training generator (so monitoring does not change
     the training run).
     """
-    from .evaluation import iwae_log_likelihood
     key = (config.seed, 2, when) if isinstance(when, int) else (config.seed, 3, when[1])
     rng = np.random.default_rng(key)
     return {f"{part}_bound": float(np.mean(iwae_log_likelihood(params, x, rng, k=config.monitor_k)))
