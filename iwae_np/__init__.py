@@ -29,71 +29,48 @@ import importlib
 
 from .version import __version__
 
-# the paper's math (the definition)
-from .special import log_mean_exp, logsumexp, sigmoid, softmax, softplus
-from .densities import bernoulli_log_likelihood, gaussian_log_density, standard_normal_log_density
-from .networks import dense, init_dense, tanh_mlp
-from .model import (PRESETS, Architecture, generative_log_density, get_architecture, init_params,
-                    log_importance_weights, log_weight_terms, recognition_log_density, sample_eps, sample_generative,
-                    sample_posterior)
-from .validation import NonFiniteLogWeightError
-from .bounds import (ciwae_bound, iwae_bound, iwae_gradient, iwae_objective, miwae_bound, normalized_weights,
-                     renyi_bound, vae_bound, vae_gradient, vae_objective)
-from .gradients import average_gradient, importance_weighted_gradient, log_weight_gradients
-from .estimators import (ESTIMATORS, OBJECTIVES, dreg_gradient, estimate_gradient, piwae_gradient, rws_gradient,
-                         stl_gradient)
-from .optimizers import PAPER_ADAM, NonFiniteGradientError, adam_init, adam_update
-from .tree import flatten_tree, tree_map
-# verification here, and the checks of other frameworks' results against the oracle (definition only)
-from .verify import check_model, compare_gradients, finite_difference_gradient
-from .oracle import OracleInputError, check_results, export_suite, replay_check, statistical_check
-from .data import DATASETS, binarize, load_dataset
+#: The public API, grouped as the package is: module -> the names it offers here. Every name loads its module
+#: when first used, so that ``import iwae_np.model`` loads the definition alone (never the fast engine, which
+#: training reaches through :mod:`iwae_np.engines`), and the command line starts, and answers Ctrl-C, before
+#: numpy, scipy and autograd have loaded.
+_EXPORTS = {
+    # the paper's math (the definition)
+    "special": ("logsumexp", "log_mean_exp", "softplus", "softmax", "sigmoid"),
+    "densities": ("gaussian_log_density", "standard_normal_log_density", "bernoulli_log_likelihood"),
+    "networks": ("dense", "tanh_mlp", "init_dense"),
+    "model": ("Architecture", "PRESETS", "get_architecture", "init_params", "sample_eps", "sample_posterior",
+              "generative_log_density", "recognition_log_density", "log_weight_terms", "log_importance_weights",
+              "sample_generative"),
+    "bounds": ("vae_bound", "iwae_bound", "normalized_weights", "miwae_bound", "ciwae_bound", "renyi_bound",
+               "vae_objective", "iwae_objective", "vae_gradient", "iwae_gradient"),
+    "gradients": ("log_weight_gradients", "importance_weighted_gradient", "average_gradient"),
+    "estimators": ("OBJECTIVES", "ESTIMATORS", "estimate_gradient", "stl_gradient", "dreg_gradient", "rws_gradient",
+                   "piwae_gradient"),
+    "optimizers": ("adam_init", "adam_update", "PAPER_ADAM", "NonFiniteGradientError"),
+    "tree": ("flatten_tree", "tree_map"),
+    "validation": ("NonFiniteLogWeightError",),
+    # the two engines by name
+    "engines": ("ENGINES", "get_engine"),
+    # training and evaluation
+    "data": ("DATASETS", "load_dataset", "binarize"),
+    "experiments": ("TrainConfig", "train", "train_step", "paper_schedule", "iwae_log_likelihood", "active_units",
+                    "NonFiniteLossError", "CheckpointError"),
+    # checks: gradients here, other frameworks' results against the oracle (the definition's answer key)
+    "verify": ("check_model", "finite_difference_gradient", "compare_gradients"),
+    "oracle": ("export_suite", "check_results", "replay_check", "statistical_check", "OracleInputError"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
-#: The drivers, loaded when first used, so that importing the definition never loads the fast engine
-#: (training and evaluation run on :mod:`iwae_np.engines`, which imports :mod:`iwae_np.fast`).
-_LAZY = {"ENGINES": "engines", "get_engine": "engines",
-         **{name: "experiments" for name in ("CheckpointError", "NonFiniteLossError", "TrainConfig", "active_units",
-                                             "iwae_log_likelihood", "paper_schedule", "train", "train_step")}}
+__all__ = ["__version__"] + [name for names in _EXPORTS.values() for name in names]
 
 
 def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    if name in _MODULE_OF:
+        value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
-
-
-__all__ = [
-    "__version__",
-    # special, densities, networks
-    "logsumexp", "log_mean_exp", "softplus", "softmax", "sigmoid",
-    "gaussian_log_density", "standard_normal_log_density", "bernoulli_log_likelihood", "dense", "tanh_mlp",
-    "init_dense",
-    # model
-    "Architecture", "PRESETS", "get_architecture", "init_params", "sample_eps", "sample_posterior",
-    "generative_log_density", "recognition_log_density", "log_weight_terms", "log_importance_weights",
-    "sample_generative",
-    # bounds and gradients
-    "vae_bound", "iwae_bound", "normalized_weights", "miwae_bound", "ciwae_bound", "renyi_bound",
-    "vae_objective", "iwae_objective", "vae_gradient", "iwae_gradient",
-    "log_weight_gradients", "importance_weighted_gradient", "average_gradient",
-    "OBJECTIVES", "ESTIMATORS", "estimate_gradient", "stl_gradient", "dreg_gradient", "rws_gradient", "piwae_gradient",
-    # optimizer
-    "adam_init", "adam_update", "PAPER_ADAM",
-    # parameter trees (named like checkpoints and fixtures)
-    "flatten_tree", "tree_map",
-    # engines
-    "ENGINES", "get_engine",
-    # training and evaluation
-    "DATASETS", "load_dataset", "binarize", "TrainConfig", "train", "train_step", "paper_schedule",
-    "iwae_log_likelihood", "active_units",
-    # checks
-    "check_model", "finite_difference_gradient", "compare_gradients", "export_suite", "check_results", "replay_check", "statistical_check",
-    # errors
-    "NonFiniteLogWeightError", "NonFiniteGradientError", "NonFiniteLossError", "CheckpointError", "OracleInputError",
-]
+    return sorted(set(globals()) | set(_MODULE_OF))

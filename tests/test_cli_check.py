@@ -44,3 +44,38 @@ def test_console_entry_point_runs():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "two-layer" in out.stdout and "passed, 0 failed" in out.stdout
+
+
+def test_ctrl_c_while_the_command_line_loads_is_one_line_and_exit_130(monkeypatch, capsys):
+    # issue 20 item 14: a Ctrl-C while numpy, scipy and autograd load printed a KeyboardInterrupt traceback, or
+    # an extension turned it into "ImportError: initialization failed". Simulated here at a certain moment: a
+    # SIGINT delivered in the middle of building the parser, inside an "extension" that converts a
+    # KeyboardInterrupt into an ImportError, as numpy's C initialization does.
+    import os
+    import signal
+
+    import iwae_np.cli as cli
+    real = cli.build_parser
+
+    def loading():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # the interrupt lands at a bytecode boundary in here, if it is not held back
+                pass
+        except KeyboardInterrupt:
+            raise ImportError("initialization failed") from None
+        return real()
+
+    monkeypatch.setattr(cli, "build_parser", loading)
+    assert cli.main(["check", "--help"]) == 130
+    assert capsys.readouterr().err == "iwae-np: interrupted\n"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+
+
+def test_importing_the_command_line_loads_no_numerics():
+    # what makes the above hold from the first moment: the console script's module imports neither numpy,
+    # scipy nor autograd before main() holds Ctrl-C back (iwae_np/__init__ loads every name on first use)
+    import subprocess
+    import sys
+    code = "import sys, iwae_np.cli; print(sorted({'numpy', 'scipy', 'autograd'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

@@ -4,7 +4,9 @@ Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and `
 """
 import argparse
 import importlib
+import signal
 import sys
+import threading
 import warnings
 
 from .arguments import Parser, UsageError, warning_line
@@ -41,10 +43,25 @@ def build_parser():
     return parser
 
 
+def _build_parser_holding_ctrl_c():
+    """:func:`build_parser`, with Ctrl-C held back while it imports numpy, scipy and autograd (a KeyboardInterrupt
+    inside an extension's initialization surfaces as an ImportError or a traceback); True if one came."""
+    if threading.current_thread() is not threading.main_thread():
+        return build_parser(), False
+    came = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: came.append(signum))
+    try:
+        return build_parser(), bool(came)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(argv=None):
     try:
-        parser = build_parser()  # imports every command's modules: Ctrl-C may come while it does
-    except KeyboardInterrupt:
+        parser, interrupted = _build_parser_holding_ctrl_c()  # imports every command's modules
+    except KeyboardInterrupt:  # before the handler was in place
+        interrupted = True
+    if interrupted:
         print("iwae-np: interrupted", file=sys.stderr)
         return 130
     try:
