@@ -12,7 +12,7 @@ import numpy as np
 
 from .tree import check_same_structure, flatten_tree, tree_map
 
-__all__ = ["adam_init", "adam_update", "check_adam_settings", "PAPER_ADAM", "NonFiniteGradientError"]
+__all__ = ["adam_init", "adam_update", "check_adam_settings", "check_adam_trees", "PAPER_ADAM", "NonFiniteGradientError"]
 
 #: The paper's Adam hyperparameters.
 PAPER_ADAM = {"b1": 0.9, "b2": 0.999, "eps": 1e-4}
@@ -49,8 +49,9 @@ def check_adam_settings(lr, b1, b2, eps, state):
         raise ValueError(f"the Adam state's step count t must be an integer >= 0, got {t!r}")
 
 
-def _check_trees(params, grads, state):
-    # the gradient and the moments shaped like the parameters, the gradient finite
+def check_adam_trees(params, grads, state):
+    """The gradient and the moments shaped like the parameters (``ValueError``), the gradient finite
+    (:class:`NonFiniteGradientError`, naming the array)."""
     check_same_structure(grads, params, what="gradient tree")
     check_same_structure(state["m"], params, what="Adam state 'm'")
     check_same_structure(state["v"], params, what="Adam state 'v'")
@@ -76,7 +77,7 @@ def adam_update(params, grads, state, lr, b1=0.9, b2=0.999, eps=1e-4, maximize=F
     ``params``, and :class:`NonFiniteGradientError` (a ``ValueError``) when a gradient is not finite.
     """
     check_adam_settings(lr, b1, b2, eps, state)
-    _check_trees(params, grads, state)
+    check_adam_trees(params, grads, state)
     t = int(state["t"]) + 1
     lr, b1, b2, eps = float(lr), float(b1), float(b2), float(eps)
 

@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from ..optimizers import NonFiniteGradientError, check_adam_settings
-from ..tree import check_same_structure, flatten_tree, tree_map
+from ..optimizers import check_adam_settings, check_adam_trees
+from ..tree import tree_map
 from . import primitives
 from .buffers import new_buffer
 from .flat import all_finite, pack_tree
@@ -64,30 +64,15 @@ def _adam_arrays(p, g, m, v, lr_t, eps_t, b1, b2, maximize, new=np.empty_like):
     return p_new, m_new, v_new
 
 
-def _check_finite(grads):
-    for name, g in flatten_tree(grads).items():
-        if not np.all(np.isfinite(g)):
-            raise NonFiniteGradientError(f"gradient of {name!r} is not finite; refusing to update")
-
-
 def adam_update(params, grads, state, lr, b1=0.9, b2=0.999, eps=1e-4, maximize=False):
-    r"""One Adam step that *descends* ``grads`` (pass the gradient of the loss, i.e. minus the bound).
-
-    .. math::
-        t &\leftarrow t + 1 \\
-        m &\leftarrow \beta_1 m + (1 - \beta_1) g \\
-        v &\leftarrow \beta_2 v + (1 - \beta_2) g^2 \\
-        \hat m &= m / (1 - \beta_1^t), \qquad \hat v = v / (1 - \beta_2^t) \\
-        \theta &\leftarrow \theta - \alpha\, \hat m / (\sqrt{\hat v} + \epsilon)
+    r""":func:`iwae_np.optimizers.adam_update` (the same arguments, checks and results, equal to rounding) on flat buffers.
 
     Computed with Kingma & Ba's equivalent form
     :math:`\theta \leftarrow \theta - \alpha_t m / (\sqrt v + \hat\epsilon)`,
     :math:`\alpha_t = \alpha \sqrt{1 - \beta_2^t} / (1 - \beta_1^t)`, :math:`\hat\epsilon = \epsilon \sqrt{1 - \beta_2^t}`,
-    on the flat buffer of the whole tree (the same operations, element by element, as leaf by leaf).
-    ``maximize=True`` ascends ``grads`` instead (PyTorch's flag of the same name): the step of
-    :math:`g = -\text{grads}`, the same numbers bit for bit. Returns ``(new_params, new_state)``, trees of
-    views into fresh buffers; the inputs are not modified. Every array keeps the dtype of its
-    parameter (the hyperparameters are Python floats). Raises what :func:`iwae_np.optimizers.adam_update` raises.
+    on the flat buffer of the whole tree. ``maximize=True`` takes the step of :math:`g = -\text{grads}`, the same
+    numbers bit for bit as descending ``-grads``. Returns ``(new_params, new_state)``, trees of views into fresh
+    buffers; the inputs are not modified.
     """
     check_adam_settings(lr, b1, b2, eps, state)
     t = int(state["t"]) + 1
@@ -99,16 +84,13 @@ def adam_update(params, grads, state, lr, b1=0.9, b2=0.999, eps=1e-4, maximize=F
     packed = [pack_tree(tree) for tree in (params, grads, state["m"], state["v"])]
     layouts = {id(found[1]) for found in packed if found is not None}
     if None in packed or len(layouts) != 1:  # different structures (an error below), or dtypes that share no buffer
-        check_same_structure(grads, params, what="gradient tree")
-        check_same_structure(state["m"], params, what="Adam state 'm'")
-        check_same_structure(state["v"], params, what="Adam state 'v'")
-        _check_finite(grads)
+        check_adam_trees(params, grads, state)
         new = tree_map(lambda *a: _adam_arrays(*a, lr_t, eps_t, b1, b2, maximize), params, grads, state["m"], state["v"])
         pick = lambda i: _pick(new, i)
         return pick(0), {"m": pick(1), "v": pick(2), "t": t}
     (p, layout, _), (g, _, _), (m, _, _), (v, _, _) = packed
     if not all_finite([g]):
-        _check_finite(grads)
+        check_adam_trees(params, grads, state)  # names the array
     p, m, v = _adam_arrays(p, g, m, v, lr_t, eps_t, b1, b2, maximize,
                            new=lambda like: new_buffer(like.size, like.dtype))
     return layout.views(p), {"m": layout.views(m), "v": layout.views(v), "t": t}
