@@ -258,6 +258,8 @@ def _replay(args):
     print()
     for problem in report.problems:
         print(problem)
+    for convention in report.conventions:
+        print(convention)
     print(f"replay of {report.name} (k = {report.k_candidate} drawn, fixture k = {report.k}; rtol {rows[0].rtol:g}, "
           f"atol {rows[0].atol:g}{_overridden(args)}): {len(rows)} arrays, {len(rows) - len(failed)} agree, "
           f"{len(failed)} disagree, {len(report.problems)} problem(s) with the latents; largest relative error "
