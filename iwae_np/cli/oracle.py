@@ -291,6 +291,8 @@ def _statistical(args):
           f"{report.reference_draws} iwae-np draws (seed {args.seed}, {report.groups} groups), "
           f"{report.coordinates} coordinates, Bonferroni threshold z* = {report.threshold:.2f} (alpha {report.alpha:g}): "
           + ("agree" if report.passed else "DISAGREE"))
+    for convention in report.conventions:
+        print(convention)
     print("noise floor: the smallest standard error of a difference of means relative to the mean, over the "
           "coordinates; a bias (1 + rho) on every coordinate is detected with probability "
           f"{POWER:g} for |rho| >= the smallest bias detected")

@@ -69,9 +69,13 @@ def surrogate_value(key, log_w, settings):
 def surrogate_reference(params, x, settings, key, k, n_ref, rng):
     """iwae-np's own draws of the surrogate for ``key``: ``(mean, variance of the mean, degrees of freedom)``."""
     B = np.shape(x)[0]
-    eps = sample_eps(rng, params, k, n_ref * B)  # n_ref draws of the batch at once
-    with np.errstate(all="ignore"):
-        log_w = np.asarray(log_importance_weights(params, tile_batch(x, n_ref), eps))  # (k, n_ref B)
-    per_example = SURROGATES[surrogate_key_name(key)][0](log_w, settings).reshape(n_ref, B)
+    parts = []
+    for start in range(0, n_ref, 200):  # 200 draws of the batch at a time
+        n = min(200, n_ref - start)
+        eps = sample_eps(rng, params, k, n * B)
+        with np.errstate(all="ignore"):
+            log_w = np.asarray(log_importance_weights(params, tile_batch(x, n), eps))  # (k, n B)
+        parts.append(SURROGATES[surrogate_key_name(key)][0](log_w, settings).reshape(n, B))
+    per_example = np.concatenate(parts)  # (n_ref, B)
     a = per_example if key.startswith("bound.") else per_example.mean(axis=1)
     return a.mean(axis=0), a.var(axis=0, ddof=1) / n_ref, n_ref - 1
