@@ -23,6 +23,7 @@ library. log_w is TFP's own `target_log_prob_fn(h) - q.log_prob(h)` at those lat
     python examples/tfp_client.py FIXTURE statistical OUT.npz --estimator vimco --draws N
 """
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -86,9 +87,13 @@ def build(manifest, arrays, estimator):
             return log_p_x + tfd.Independent(tfd.Normal(jnp.zeros_like(h), 1.0), reinterpreted_batch_ndims=1).log_prob(h)
 
         q = posterior(p)
-        per_example = tfp.vi.monte_carlo_variational_loss(
-            target_log_prob_fn, q, importance_sample_size=k, gradient_estimator=gradient_estimator,
-            stopped_surrogate_posterior=posterior(jax.lax.stop_gradient(p)), seed=key)  # (B,)
+        # VIMCO's tfp.stats.log_soomean_exp reshapes by a shape it computes with tf.gather, a tracer under jax.jit
+        # (a TypeError; docs/conformance.md): computing what does not depend on traced values at trace time, as
+        # jax.ensure_compile_time_eval does, makes that shape concrete again and changes no value
+        with jax.ensure_compile_time_eval() if estimator == "vimco" else contextlib.nullcontext():
+            per_example = tfp.vi.monte_carlo_variational_loss(
+                target_log_prob_fn, q, importance_sample_size=k, gradient_estimator=gradient_estimator,
+                stopped_surrogate_posterior=posterior(jax.lax.stop_gradient(p)), seed=key)  # (B,)
         h = jax.lax.stop_gradient(seen[0]).reshape(k, x.shape[0], -1)  # VIMCO draws (k, 1, B, d)
         log_w = target_log_prob_fn(h) - q.log_prob(h)  # TFP's densities at its latents
         return jnp.mean(per_example), (per_example, h, jax.lax.stop_gradient(log_w))
@@ -114,17 +119,14 @@ def main(argv=None):
     key = jax.random.PRNGKey(args.seed)
     grad_key = lambda n: f"grad.{name}." + n.replace("/", ".")  # noqa: E731
     value_and_grad = jax.value_and_grad(loss, has_aux=True)
-    # VIMCO cannot be jitted in this TFP (tfp.stats.log_soomean_exp reshapes by a shape computed with tf.gather,
-    # a traced array under jax.jit: docs/conformance.md); vmap and grad alone trace no shape
-    jit = (lambda f: f) if args.estimator == "vimco" else jax.jit
     if args.mode == "replay":
-        (_, (per_example, h, log_w)), grads = jit(value_and_grad)(params, key)
+        (_, (per_example, h, log_w)), grads = jax.jit(value_and_grad)(params, key)
         results = {"h.h1": np.asarray(h), "log_w": np.asarray(log_w), "bound.iwae": -np.asarray(per_example)}
         if args.estimator != "vimco":  # VIMCO's estimate on given latents is not one of the fixture's gradients
             results.update({grad_key(n): -np.asarray(g) for n, g in grads.items()})
     else:
         keys = jax.random.split(key, args.draws)
-        (_, (per_example, _, _)), grads = jit(jax.vmap(value_and_grad, in_axes=(None, 0)))(params, keys)
+        (_, (per_example, _, _)), grads = jax.jit(jax.vmap(value_and_grad, in_axes=(None, 0)))(params, keys)
         results = {"bound.iwae": -np.asarray(per_example), **{grad_key(n): -np.asarray(g) for n, g in grads.items()}}
     np.savez(args.out, **results)
     print(f"wrote {args.out}: {args.mode}, TFP {args.estimator}, k = {manifest['k']}, batch = {np.shape(arrays['x'])[0]}")
