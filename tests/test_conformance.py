@@ -179,11 +179,30 @@ def test_clients_do_not_import_iwae_np():
         assert not re.search(r"^\s*(import|from)\s+iwae_np", source, flags=re.M), name
 
 
+def numbers(report):
+    """The numbers docs/conformance.md quotes: replay, the largest relative error of the agreeing arrays and of the
+    disagreeing ones per network; statistical, max |z| per quantity, the threshold and the smallest bias detected."""
+    if report is None:
+        return ""
+    if hasattr(report, "rows"):
+        ok = max((r.max_rel_error for r in report.rows if r.passed), default=0.0)
+        bad = {}
+        for r in report.rows:
+            if not r.passed:
+                where = _where([r.key])
+                bad[where] = max(bad.get(where, 0.0), r.max_rel_error)
+        return (f"agreeing arrays to {ok:.1e}; " + ", ".join(f"{w} off by {e:.2g}" for w, e in sorted(bad.items()))
+                + "".join(f"; {c[:90]}" for c in report.conventions))
+    return (f"N = {report.draws}, z* = {report.threshold:.2f}: " + ", ".join(
+        f"{t.key} max|z| {t.max_abs_z:.1f} (rho_min {t.min_detectable_bias:.1e})" for t in report.tests)
+        + "".join(f"; {c[:90]}" for c in report.conventions))
+
+
 def _check_against_doc(verdicts):
     documented = doc_verdicts()
     lines = []
     for key, (verdict, where, report) in verdicts.items():
-        lines.append(f"{key}: {verdict} [{where}]")
+        lines.append(f"{key}: {verdict} [{where}] {numbers(report)}")
         assert key in documented, f"{key} has no row in docs/conformance.md"
         if key[1] == "run":
             assert documented[key][0] == verdict, (key, verdict, where)
