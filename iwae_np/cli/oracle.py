@@ -258,6 +258,8 @@ def _replay(args):
     print()
     for problem in report.problems:
         print(problem)
+    for convention in report.conventions:
+        print(convention)
     print(f"replay of {report.name} (k = {report.k_candidate} drawn, fixture k = {report.k}; rtol {rows[0].rtol:g}, "
           f"atol {rows[0].atol:g}{_overridden(args)}): {len(rows)} arrays, {len(rows) - len(failed)} agree, "
           f"{len(failed)} disagree, {len(report.problems)} problem(s) with the latents; largest relative error "
@@ -289,6 +291,8 @@ def _statistical(args):
           f"{report.reference_draws} iwae-np draws (seed {args.seed}, {report.groups} groups), "
           f"{report.coordinates} coordinates, Bonferroni threshold z* = {report.threshold:.2f} (alpha {report.alpha:g}): "
           + ("agree" if report.passed else "DISAGREE"))
+    for convention in report.conventions:
+        print(convention)
     print("noise floor: the smallest standard error of a difference of means relative to the mean, over the "
           "coordinates; a bias (1 + rho) on every coordinate is detected with probability "
           f"{POWER:g} for |rho| >= the smallest bias detected")

@@ -16,6 +16,8 @@ computes the outputs, writes them to a results ``.npz`` under the same keys, and
   and gradient against iwae_np's own, two-sample tests, power;
 - :mod:`~iwae_np.oracle.variants` and :mod:`~iwae_np.oracle.diagnosis`: known mistaken implementations
   (:data:`VARIANTS`) and which one a failing candidate matches.
+- :mod:`~iwae_np.oracle.surrogates`: the values of common surrogate losses (:data:`SURROGATES`), which
+  replay and statistical mode recognise as a convention when a candidate reports one for a bound.
 """
 from .compare import ComparisonRow, check_results, check_suite, compare_arrays, suite_fixtures, worst_errors
 from .fixtures import ORACLE_ARCHITECTURES, SUITE, export_fixture, export_suite, make_fixture
@@ -26,6 +28,7 @@ from .hard_cases import HARD_CASES
 from .quantities import BOUNDS, GRADIENTS, compute_outputs, default_settings
 from .replay import ReplayReport, replay_check
 from .statistical import StatisticalReport, statistical_check
+from .surrogates import SURROGATES
 from .variants import VARIANTS, Variant
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "TOLERANCES", "ORACLE_ARCHITECTURES", "HARD_CASES", "SUITE",
@@ -33,4 +36,5 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "TOLERANCES", "ORACLE_ARCHITECTURES"
            "export_suite", "load_fixture", "load_results", "compare_arrays", "ComparisonRow", "check_results",
            "check_suite", "suite_fixtures", "worst_errors", "param_key", "default_settings", "array_checksum",
            "quantity_group", "BOUNDS", "GRADIENTS", "SUITE_VERSION", "replay_check", "ReplayReport",
-           "statistical_check", "StatisticalReport", "VARIANTS", "Variant", "VariantMatch", "diagnose_exact"]
+           "statistical_check", "StatisticalReport", "VARIANTS", "Variant", "VariantMatch", "diagnose_exact",
+           "SURROGATES"]
