@@ -194,12 +194,12 @@ def _batch_item(item):
 def active_units(params, x, rng, threshold=ACTIVE_UNIT_THRESHOLD, batch_size=1000, dtype=np.float64):
     r"""Activity of every stochastic unit: :math:`A_u = \operatorname{Cov}_x\big(\mathbb E_{q(u|\cdot)}[u]\big)` (paper section 5.2).
 
-    Layer 1: the posterior mean :math:`\mu_1(x)` of :math:`q(h_1|x)`. Layer :math:`l > 1`: the mean
-    of :math:`q(h_l | h_{l-1})` at one sample :math:`h_{l-1} \sim q(h_{l-1}|\cdots)` drawn with ``rng``
-    (paper section 5.2 and appendix). The covariance over the examples of ``x (N, D)`` is the sample variance with
-    ``ddof = 1`` (as ``np.cov``). Returns a dict: ``"values"`` a list of ``(d_l,)`` arrays
-    :math:`A_u` per layer, ``"counts"`` the number of units with :math:`A_u >` ``threshold`` per
-    layer, ``"threshold"``.
+    Layer 1: the posterior mean :math:`\mu^1(x)` of :math:`q(h^1|x)`. Layer :math:`l > 1`: the mean
+    of :math:`q(h^l | h^{l-1})` at one sample :math:`h^{l-1} \sim q(h^{l-1}|\cdots)` drawn with ``rng``
+    (as the authors' code does; the paper's section 5.2 defines :math:`A_u` with the exact posterior mean).
+    The covariance over the examples of ``x (N, D)`` is the sample variance with ``ddof = 1`` (as ``np.cov``).
+    Returns a dict: ``"values"`` a list of ``(d_l,)`` arrays :math:`A_u` per layer, ``"counts"`` the number
+    of units with :math:`A_u >` ``threshold`` per layer, ``"threshold"``.
     """
     params, x, arch = _checked(params, x, rng, dtype)
     return _active_units(params, x, rng, arch, threshold, _check_count("batch_size", batch_size))
