@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 
 from ..verify.compare import array_error
-from .format import Fixture, OracleInputError, load_fixture, load_results, quantity_group, read_suite_index
+from .format import Fixture, OracleInputError, load_fixture, load_results, read_suite_index
+from .keys import quantity_group
 
 __all__ = ["ComparisonRow", "compare_arrays", "check_results", "suite_fixtures", "check_suite", "worst_errors"]
 

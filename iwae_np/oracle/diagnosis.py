@@ -15,7 +15,7 @@ import numpy as np
 
 from ..tree import flatten_tree
 from ..verify.compare import array_error
-from .format import grad_key
+from .keys import grad_key
 from .variants import REFERENCE, VARIANTS, evaluate, evaluate_with_gradient, recover_eps, transform_params
 
 __all__ = ["DIAGNOSIS_RTOL", "VariantMatch", "candidate_iwae_keys", "diagnose_exact", "format_diagnosis"]

@@ -10,7 +10,8 @@ from ..model import PRESETS, Architecture
 from ..tree import flatten_tree
 from ..verify.problems import random_problem
 from .format import (FORMAT_NAME, FORMAT_VERSION, SUITE_INDEX_NAME, SUITE_VERSION, TOLERANCES, Fixture, architecture_manifest,
-                     array_checksum, param_key, write_fixture)
+                     array_checksum, write_fixture)
+from .keys import param_key
 from .hard_cases import HARD_CASES, construct_case
 from .quantities import BOUNDS, GRADIENTS, compute_outputs, default_settings
 

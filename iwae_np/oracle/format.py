@@ -20,9 +20,10 @@ from .. import __version__
 from ..files import atomic_write, read_json, write_json
 from ..model import network_names
 from ..tree import unflatten_tree
+from .keys import manifest_output_shapes
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SUITE_VERSION", "MANIFEST_NAME", "ARRAYS_NAME", "SUITE_INDEX_NAME",
-           "TOLERANCES", "OracleInputError", "Fixture", "param_key", "grad_key", "quantity_group", "array_checksum",
+           "TOLERANCES", "OracleInputError", "Fixture", "array_checksum",
            "architecture_manifest", "write_fixture", "load_fixture", "load_results", "load_npz", "read_suite_index",
            "expected_outputs"]
 
@@ -72,21 +73,6 @@ class Fixture:
         m, a = self.manifest, self.arrays
         params = unflatten_tree({p["name"]: a[p["key"]] for p in m["parameters"]})
         return params, a["x"], [a[e["key"]] for e in m["eps"]]
-
-
-def param_key(name):
-    """npz key of a parameter: ``"q_h1/hidden_0/W"`` -> ``"param.q_h1.hidden_0.W"`` ('/' becomes '.')."""
-    return "param." + name.replace("/", ".")
-
-
-def grad_key(objective, name):
-    return f"grad.{objective}." + name.replace("/", ".")
-
-
-def quantity_group(key):
-    """The quantity an array belongs to: ``grad.<objective>`` for gradients, the key itself otherwise."""
-    parts = key.split(".")
-    return ".".join(parts[:2]) if parts[0] == "grad" else key
 
 
 def array_checksum(a):
@@ -204,18 +190,10 @@ def _check_manifest(manifest, manifest_path):
 
 
 def expected_outputs(manifest):
-    """The output keys every fixture of the manifest's architecture holds (section 3 of docs/oracle.md), from
-    the number of stochastic layers and the parameter list; the checker refuses a manifest that marks fewer
-    (relabelling an output as an input must not drop it from the comparison)."""
-    from .quantities import BOUNDS, GRADIENTS  # (quantities imports this module)
-    L = len(manifest["eps"])
-    keys = {f"h.h{l}" for l in range(1, L + 1)} | {"log_w", "normalized_weights", "term.log_p_x_given_h1",
-                                                    f"term.log_p_h{L}", "term.log_q_h1_given_x"}
-    keys |= {f"term.log_p_h{l}_given_h{l + 1}" for l in range(1, L)}
-    keys |= {f"term.log_q_h{l + 1}_given_h{l}" for l in range(1, L)}
-    keys |= {f"bound.{b}" for b in BOUNDS} | {f"bound_mean.{b}" for b in BOUNDS}
-    keys |= {grad_key(g, p["name"]) for g in GRADIENTS for p in manifest["parameters"]}
-    return keys
+    """The output keys every fixture of the manifest's architecture holds (section 3 of docs/oracle.md, names from
+    :mod:`iwae_np.oracle.keys`); the checker refuses a manifest that marks fewer (relabelling an output as an
+    input must not drop it from the comparison)."""
+    return set(manifest_output_shapes(manifest))
 
 
 def load_fixture(path, verify=True):

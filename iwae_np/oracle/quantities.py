@@ -13,7 +13,8 @@ from ..estimators import (ciwae_gradient, dreg_gradient, miwae_gradient, piwae_g
 from ..gradients import iwae_gradient, vae_gradient
 from ..model import log_weight_terms
 from ..tree import flatten_tree
-from .format import OracleInputError, grad_key
+from .format import OracleInputError
+from .keys import BOUND_NAMES, GRADIENT_NAMES, bound_key, bound_mean_key, grad_key, latent_key, term_key
 
 __all__ = ["default_settings", "GRADIENTS", "BOUNDS", "compute_outputs", "gradients_given"]
 
@@ -34,7 +35,7 @@ def default_settings(k):
 #: batch-mean bound. The first five by autograd of the objective; the IWAE estimator is ``iwae``
 #: itself (paper eq. 14); ``stl``, ``dreg``, ``rws`` estimate IWAE's gradient (theta as ``iwae``);
 #: ``piwae`` is IWAE over all k samples for theta, MIWAE(M, K) for phi.
-GRADIENTS = {
+_GRADIENT_FUNCTIONS = {
     "vae": lambda params, x, eps, s: vae_gradient(params, x, eps),
     "iwae": lambda params, x, eps, s: iwae_gradient(params, x, eps),
     "miwae": lambda params, x, eps, s: miwae_gradient(params, x, eps, s["miwae_M"]),
@@ -45,6 +46,7 @@ GRADIENTS = {
     "rws": lambda params, x, eps, s: rws_gradient(params, x, eps),
     "piwae": lambda params, x, eps, s: piwae_gradient(params, x, eps, s["piwae_M"]),
 }
+GRADIENTS = {name: _GRADIENT_FUNCTIONS[name] for name in GRADIENT_NAMES}  # (the names are keys.GRADIENT_NAMES)
 
 
 def gradients_given(results, names, what):
@@ -64,13 +66,14 @@ def gradients_given(results, names, what):
 
 
 #: Per-example bounds, name -> function (log_w, settings) -> (batch,).
-BOUNDS = {
+_BOUND_FUNCTIONS = {
     "vae": lambda log_w, s: vae_bound(log_w),
     "iwae": lambda log_w, s: iwae_bound(log_w),
     "miwae": lambda log_w, s: miwae_bound(log_w, s["miwae_M"]),
     "ciwae": lambda log_w, s: ciwae_bound(log_w, s["ciwae_beta"]),
     "renyi": lambda log_w, s: renyi_bound(log_w, s["renyi_alpha"]),
 }
+BOUNDS = {name: _BOUND_FUNCTIONS[name] for name in BOUND_NAMES}  # (the names are keys.BOUND_NAMES)
 
 
 def compute_outputs(params, x, eps, settings, gradients=None):
@@ -79,14 +82,14 @@ def compute_outputs(params, x, eps, settings, gradients=None):
     ``gradients``: the names of :data:`GRADIENTS` to compute (default all of them)."""
     out = log_weight_terms(params, x, eps)
     log_w = np.asarray(out["log_w"])  # (k, batch)
-    outputs = {f"h.h{l}": np.asarray(h) for l, h in enumerate(out["h"], start=1)}
-    outputs.update({f"term.{name}": np.asarray(term) for name, term in out["terms"].items()})
+    outputs = {latent_key(l): np.asarray(h) for l, h in enumerate(out["h"], start=1)}
+    outputs.update({term_key(name): np.asarray(term) for name, term in out["terms"].items()})
     outputs["log_w"] = log_w
     outputs["normalized_weights"] = np.asarray(normalized_weights(log_w))
     for bname, bound in BOUNDS.items():
         per_example = np.asarray(bound(log_w, settings))  # (batch,)
-        outputs[f"bound.{bname}"] = per_example
-        outputs[f"bound_mean.{bname}"] = np.mean(per_example)
+        outputs[bound_key(bname)] = per_example
+        outputs[bound_mean_key(bname)] = np.mean(per_example)
     for gname, gradient in GRADIENTS.items():
         if gradients is not None and gname not in gradients:
             continue

@@ -24,8 +24,9 @@ import scipy.stats
 
 from .compare import compare_arrays
 from .diagnosis import diagnose_exact
-from .format import Fixture, OracleInputError, grad_key, load_fixture, load_results
-from .quantities import BOUNDS, GRADIENTS, compute_outputs, default_settings, gradients_given
+from .format import Fixture, OracleInputError, load_fixture, load_results
+from .keys import BOUND_NAMES, manifest_output_shapes
+from .quantities import compute_outputs, default_settings, gradients_given
 from .variants import recover_eps
 
 __all__ = ["EPS_ALPHA", "ReplayReport", "replay_check", "noise_statistics"]
@@ -80,7 +81,6 @@ def _read_candidate(fixture, results):
     L, B = m["architecture"]["n_stochastic_layers"], m["batch"]
     dims = m["architecture"]["latent_dims"]
     names = [p["name"] for p in m["parameters"]]
-    shapes = {p["name"]: tuple(p["shape"]) for p in m["parameters"]}
     h = []
     for l in range(1, L + 1):
         key = f"h.h{l}"
@@ -97,12 +97,7 @@ def _read_candidate(fixture, results):
             raise OracleInputError(f"{key!r} has non-finite values")
         h.append(a.astype(np.dtype(m["dtype"])))
     kc = h[0].shape[0]
-    expected = {"log_w": (kc, B), "normalized_weights": (kc, B)}
-    expected.update({f"h.h{l}": (kc, B, dims[l - 1]) for l in range(1, L + 1)})
-    expected.update({key: (kc, B) for key in fixture.outputs if key.startswith("term.")})
-    expected.update({f"bound.{b}": (B,) for b in BOUNDS})
-    expected.update({f"bound_mean.{b}": () for b in BOUNDS})
-    expected.update({grad_key(g, p): shapes[p] for g in GRADIENTS for p in names})
+    expected = manifest_output_shapes(m, kc)  # a replay file holds a fixture's outputs at its own k
     unknown = sorted(set(results) - set(expected))
     if unknown:
         raise OracleInputError(f"replay results hold keys that are not replay quantities: {unknown[:4]}"
@@ -111,7 +106,7 @@ def _read_candidate(fixture, results):
         raise OracleInputError(f"replay results lack 'log_w' ({kc}, {B})")
     if not any(key.startswith("bound") for key in results):
         raise OracleInputError("replay results hold no bound: give bound.<name> (per example) or "
-                               f"bound_mean.<name> for a name in {list(BOUNDS)}")
+                               f"bound_mean.<name> for a name in {list(BOUND_NAMES)}")
     for key, shape in expected.items():
         if key in results and np.shape(results[key]) != shape:
             raise OracleInputError(f"shape mismatch for {key!r}: results have {list(np.shape(results[key]))}, "

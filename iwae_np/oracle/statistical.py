@@ -31,7 +31,8 @@ import scipy.stats
 from ..model import log_importance_weights, sample_eps
 from ..tree import flatten_tree
 from .diagnosis import VariantMatch
-from .format import Fixture, OracleInputError, grad_key, load_fixture, load_results
+from .format import Fixture, OracleInputError, load_fixture, load_results
+from .keys import grad_key, manifest_draw_shapes
 from .quantities import BOUNDS, GRADIENTS, gradients_given
 from .variants import VARIANTS, evaluate, evaluate_with_gradient, tile_batch
 
@@ -105,12 +106,8 @@ def welch_z(mean_a, var_mean_a, df_a, mean_r, var_mean_r, df_r):
 def read_draws(fixture, results):
     """Validate the candidate's per-draw arrays; returns ``(N, {key: float64 array})`` and the gradient names."""
     m = fixture.manifest
-    B = m["batch"]
     names = [p["name"] for p in m["parameters"]]
-    shapes = {p["name"]: tuple(p["shape"]) for p in m["parameters"]}
-    expected = {f"bound.{b}": (B,) for b in BOUNDS}
-    expected.update({f"bound_mean.{b}": () for b in BOUNDS})
-    expected.update({grad_key(g, p): shapes[p] for g in GRADIENTS for p in names})
+    expected = manifest_draw_shapes(m)
     unknown = sorted(set(results) - set(expected))
     if unknown:
         raise OracleInputError(f"statistical results hold keys that are not per-draw quantities: {unknown[:4]}"
