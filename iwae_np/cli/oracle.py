@@ -35,11 +35,17 @@ import argparse
 import os
 import sys
 
+from .arguments import integer, number
+
+#: ``--rtol`` / ``--atol``: a number >= 0, infinity allowed (an infinite tolerance still never lets a NaN agree).
+TOLERANCE = number(0, infinite=True)
+
 HELP = "export golden fixtures and check other implementations against them (check, replay, statistical)"
 
 
 def add_arguments(p):
     from ..oracle import HARD_CASES, ORACLE_ARCHITECTURES
+    from ..oracle.statistical import MIN_DRAWS
     sub = p.add_subparsers(dest="oracle_command", metavar="SUBCOMMAND")
     sub.required = True
 
@@ -47,14 +53,14 @@ def add_arguments(p):
     e.add_argument("directory", help="fixture directory to write (manifest.json, arrays.npz)")
     e.add_argument("--architecture", choices=sorted(ORACLE_ARCHITECTURES), default="small-one-layer",
                    help="one-layer / two-layer are the paper's (D = 784); small-* have the same structure")
-    e.add_argument("--k", type=int, default=5, help="samples per example (default 5)")
-    e.add_argument("--batch", type=int, default=3, help="examples (default 3)")
-    e.add_argument("--seed", type=int, default=0, help="seed of the model, data and noise (default 0)")
+    e.add_argument("--k", type=integer(1), default=5, help="samples per example (default 5)")
+    e.add_argument("--batch", type=integer(1), default=3, help="examples (default 3)")
+    e.add_argument("--seed", type=integer(0), default=0, help="seed of the model, data and noise (default 0)")
     e.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     e.add_argument("--case", choices=sorted(HARD_CASES), default="none", help="a hard case (default none)")
-    e.add_argument("--miwae-M", type=int, default=None, help="MIWAE/PIWAE groups M (must divide k)")
-    e.add_argument("--ciwae-beta", type=float, default=None)
-    e.add_argument("--renyi-alpha", type=float, default=None)
+    e.add_argument("--miwae-M", type=integer(1), default=None, help="MIWAE/PIWAE groups M (must divide k)")
+    e.add_argument("--ciwae-beta", type=number(), default=None)
+    e.add_argument("--renyi-alpha", type=number(), default=None)
     e.set_defaults(_oracle=_export)
 
     s = sub.add_parser("export-suite", help="write the standard suite into a directory")
@@ -66,8 +72,8 @@ def add_arguments(p):
     c.add_argument("fixture", help="fixture directory, or a suite directory (with suite.json)")
     c.add_argument("results", help="results .npz with the fixture's output keys; for a suite, a directory "
                                    "holding <fixture name>.npz for each fixture")
-    c.add_argument("--rtol", type=float, default=None, help="override the dtype's relative tolerance")
-    c.add_argument("--atol", type=float, default=None, help="override the dtype's absolute tolerance")
+    c.add_argument("--rtol", type=TOLERANCE, default=None, help="override the dtype's relative tolerance")
+    c.add_argument("--atol", type=TOLERANCE, default=None, help="override the dtype's absolute tolerance")
     c.add_argument("--failures-only", action="store_true", help="print only the rows that disagree")
     c.add_argument("--no-diagnosis", action="store_true", help="do not compute the known mistakes on a failure")
     c.set_defaults(_oracle=_check)
@@ -77,8 +83,8 @@ def add_arguments(p):
     r.add_argument("fixture", help="fixture directory (its parameters, x, k and tolerance are used)")
     r.add_argument("results", help="replay .npz: h.h<l> (k, B, d_l), log_w (k, B), bound.<name> (B,) and/or "
                                    "bound_mean.<name>, optionally grad.<name>.<parameter> and term.*")
-    r.add_argument("--rtol", type=float, default=None, help="override the dtype's relative tolerance")
-    r.add_argument("--atol", type=float, default=None, help="override the dtype's absolute tolerance")
+    r.add_argument("--rtol", type=TOLERANCE, default=None, help="override the dtype's relative tolerance")
+    r.add_argument("--atol", type=TOLERANCE, default=None, help="override the dtype's absolute tolerance")
     r.add_argument("--failures-only", action="store_true", help="print only the rows that disagree")
     r.add_argument("--no-diagnosis", action="store_true", help="do not compute the known mistakes on a failure")
     r.set_defaults(_oracle=_replay)
@@ -88,11 +94,12 @@ def add_arguments(p):
     t.add_argument("fixture", help="fixture directory with k > 1 (its parameters, x and k are used)")
     t.add_argument("results", help="per-draw .npz: bound.<name> (N, B) and/or bound_mean.<name> (N,), "
                                    "optionally grad.<name>.<parameter> (N, ...)")
-    t.add_argument("--alpha", type=float, default=0.01, help="false-alarm rate over all coordinates (default 0.01)")
-    t.add_argument("--reference-draws", type=int, default=None, help="iwae-np's draws (default 4 N)")
-    t.add_argument("--groups", type=int, default=50, help="groups of reference draws for the gradient's spread")
-    t.add_argument("--seed", type=int, default=0, help="seed of iwae-np's draws (default 0)")
-    t.add_argument("--target", type=float, default=0.01,
+    t.add_argument("--alpha", type=number(0, 1, low_open=True, high_open=True), default=0.01,
+                   help="false-alarm rate over all coordinates (default 0.01)")
+    t.add_argument("--reference-draws", type=integer(MIN_DRAWS), default=None, help="iwae-np's draws (default 4 N)")
+    t.add_argument("--groups", type=integer(2), default=50, help="groups of reference draws for the gradient's spread")
+    t.add_argument("--seed", type=integer(0), default=0, help="seed of iwae-np's draws (default 0)")
+    t.add_argument("--target", type=number(0, low_open=True), default=0.01,
                    help="relative bias the recommended N is for (default 0.01)")
     t.add_argument("--no-diagnosis", action="store_true", help="do not test the known mistakes on a failure")
     t.set_defaults(_oracle=_statistical)

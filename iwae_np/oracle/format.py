@@ -20,12 +20,12 @@ from .. import __version__
 from ..files import atomic_write, read_json, write_json
 from ..model import network_names
 from ..tree import unflatten_tree
-from .keys import manifest_output_shapes
+from .keys import manifest_output_shapes, param_key
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SUITE_VERSION", "MANIFEST_NAME", "ARRAYS_NAME", "SUITE_INDEX_NAME",
            "TOLERANCES", "OracleInputError", "Fixture", "array_checksum",
            "architecture_manifest", "write_fixture", "load_fixture", "load_results", "load_npz", "read_suite_index",
-           "expected_outputs"]
+           "expected_outputs", "check_real_arrays"]
 
 FORMAT_NAME = "iwae-np-oracle"
 FORMAT_VERSION = 1
@@ -183,10 +183,44 @@ def _check_manifest(manifest, manifest_path):
         if not isinstance(manifest.get(field), list):
             raise _malformed(manifest_path, f"{field!r} must be a list")
     for field in ("k", "batch"):
-        if not isinstance(manifest.get(field), int) or manifest[field] < 1:
+        if isinstance(manifest.get(field), bool) or not isinstance(manifest.get(field), int) or manifest[field] < 1:
             raise _malformed(manifest_path, f"{field!r} must be an integer >= 1")
     if not isinstance(manifest.get("settings"), dict):
         raise _malformed(manifest_path, "'settings' must be an object")
+    arch = manifest.get("architecture")
+    if not isinstance(arch, dict) or not isinstance(arch.get("latent_dims"), list):
+        raise _malformed(manifest_path, "'architecture' must be an object with 'latent_dims'")
+
+
+def _check_fields_against_arrays(manifest, arrays, path):
+    """The manifest fields a verdict depends on and that no checksum covers directly (``k``, ``batch``, the
+    layer sizes, the parameter keys) must be those of the checksummed arrays: editing ``k`` from 5 to 6 must
+    not let a candidate drawing 6 samples pass (issue 20). The settings are checked against the stored bounds
+    by :func:`iwae_np.oracle.quantities.verified_settings`."""
+    def edited(what):
+        return OracleInputError(f"fixture {path}: the manifest's {what}: the manifest was edited")
+
+    eps = [arrays.get(e.get("key")) if isinstance(e, dict) else None for e in manifest["eps"]]
+    if not eps or any(e is None or np.ndim(e) != 3 for e in eps) or "x" not in arrays:
+        raise edited("'eps' does not list the noise arrays (k, batch, d_l) of every stochastic layer")
+    if manifest["k"] != eps[0].shape[0]:
+        raise edited(f"k = {manifest['k']} is not the noise's {eps[0].shape[0]} samples")
+    if manifest["batch"] != np.shape(arrays["x"])[0]:
+        raise edited(f"batch = {manifest['batch']} is not x's {np.shape(arrays['x'])[0]} examples")
+    arch = manifest["architecture"]
+    dims = [e.shape[-1] for e in eps]
+    if list(arch["latent_dims"]) != dims or arch.get("n_stochastic_layers") != len(dims):
+        raise edited(f"latent sizes {arch['latent_dims']} (n_stochastic_layers {arch.get('n_stochastic_layers')}) "
+                     f"are not the noise's {dims}")
+    for e, a in zip(manifest["eps"], eps):
+        if list(e.get("shape", [])) != list(a.shape):
+            raise edited(f"noise {e.get('key')!r} shape {e.get('shape')} is not the array's {list(a.shape)}")
+    for p in manifest["parameters"]:
+        if not isinstance(p, dict) or p.get("key") != param_key(str(p.get("name"))) or p["key"] not in arrays:
+            raise edited(f"parameter {p!r} does not name its array (key = param. + name with '/' as '.')")
+        if list(p.get("shape", [])) != list(arrays[p["key"]].shape):
+            raise edited(f"parameter {p['name']!r} shape {p.get('shape')} is not the array's "
+                         f"{list(arrays[p['key']].shape)}")
 
 
 def expected_outputs(manifest):
@@ -241,7 +275,21 @@ def load_fixture(path, verify=True):
             if array_checksum(a) != meta["sha256"]:
                 raise OracleInputError(f"fixture {path}: checksum mismatch for array {key!r} "
                                        "(the fixture is corrupt or was edited)")
+        _check_fields_against_arrays(manifest, arrays, path)
     return Fixture(manifest, arrays)
+
+
+def check_real_arrays(results, what, keys=None):
+    """Refuse (one line) any array of ``results`` (those in ``keys``, default all) that is not real numbers:
+    strings, complex numbers, booleans, structured or object arrays. Every mode reads numbers; a string "1.5"
+    or a complex value must be an error, not a comparison or a TypeError."""
+    for key in (results if keys is None else keys):
+        dtype = np.asarray(results[key]).dtype
+        if dtype.kind not in "fiu":
+            kind = {"U": "strings", "S": "bytes", "c": "complex numbers", "b": "booleans", "V": "a structured dtype",
+                    "O": "objects"}.get(dtype.kind, f"dtype {dtype}")
+            raise OracleInputError(f"{what}: {key!r} holds {kind} ({dtype}); expected an array of real numbers")
+    return results
 
 
 def load_results(path):

@@ -16,7 +16,8 @@ from ..tree import flatten_tree
 from .format import OracleInputError
 from .keys import BOUND_NAMES, GRADIENT_NAMES, bound_key, bound_mean_key, grad_key, latent_key, term_key
 
-__all__ = ["default_settings", "GRADIENTS", "BOUNDS", "compute_outputs", "gradients_given"]
+__all__ = ["default_settings", "check_settings", "verified_settings", "GRADIENTS", "BOUNDS", "compute_outputs",
+           "gradients_given"]
 
 
 def default_settings(k):
@@ -29,6 +30,28 @@ def default_settings(k):
     """
     M = max(m for m in range(1, math.isqrt(k) + 1) if k % m == 0)
     return {"miwae_M": M, "piwae_M": M, "ciwae_beta": 0.3, "renyi_alpha": 0.2}
+
+
+def check_settings(settings, k, error=OracleInputError):
+    """``settings`` if they are the four of :func:`default_settings` with usable values for ``k`` samples (M an
+    integer >= 1 dividing k, beta and alpha finite numbers); otherwise ``error`` naming the setting."""
+    if not isinstance(settings, dict):
+        raise error(f"the settings must be an object, got {settings!r}")
+    unknown, missing = sorted(set(settings) - set(default_settings(1))), sorted(set(default_settings(1)) - set(settings))
+    if unknown or missing:
+        raise error(f"unknown settings {unknown} or missing settings {missing}; the settings are "
+                    f"{sorted(default_settings(1))}")
+    for m in ("miwae_M", "piwae_M"):
+        M = settings[m]
+        if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 1:
+            raise error(f"{m} (the number of groups) must be an integer >= 1, got {M!r}")
+        if k % M:
+            raise error(f"{m} = {M} must divide k = {k}")
+    for name in ("ciwae_beta", "renyi_alpha"):
+        value = settings[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
+            raise error(f"{name} must be a finite number, got {value!r}")
+    return settings
 
 
 #: Gradients stored, name -> function (params, x, eps, settings) -> tree: the ascent direction of the
@@ -98,3 +121,31 @@ def compute_outputs(params, x, eps, settings, gradients=None):
     return outputs
 
 
+
+
+def verified_settings(fixture):
+    """The fixture's ``settings``, checked against its own checksummed outputs: every bound recomputed from the
+    stored ``log_w`` with them, and the PIWAE gradient recomputed on the stored noise, must equal the stored
+    arrays to the fixture's tolerance. The settings are a manifest field no checksum covers; a verdict of replay
+    or statistical mode depends on them, so an edited ``ciwae_beta`` or ``miwae_M`` must not pass (issue 20)."""
+    m, arrays = fixture.manifest, fixture.arrays
+    settings = check_settings(m["settings"], m["k"])
+    tol = fixture.tolerance
+    log_w = arrays["log_w"]
+
+    def differs(value, key):
+        ref = np.asarray(arrays[key], np.float64)
+        err = np.max(np.abs(np.asarray(value, np.float64) - ref), initial=0.0)
+        return not err <= tol["rtol"] * np.max(np.abs(ref), initial=0.0) + tol["atol"]
+
+    with np.errstate(all="ignore"):
+        for name, bound in BOUNDS.items():
+            if differs(bound(log_w, settings), bound_key(name)):
+                raise OracleInputError(f"fixture {m.get('name')!r}: its settings {settings} do not give its stored "
+                                       f"{bound_key(name)!r}: the manifest's settings were edited")
+        params, x, eps = fixture.model_inputs()
+        piwae = flatten_tree(GRADIENTS["piwae"](params, x, eps, settings))
+    if any(differs(value, grad_key("piwae", p)) for p, value in piwae.items()):
+        raise OracleInputError(f"fixture {m.get('name')!r}: its piwae_M = {settings['piwae_M']} does not give its "
+                               "stored grad.piwae: the manifest's settings were edited")
+    return settings

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.stats
 
-from .compare import compare_arrays
+from .compare import check_tolerance, compare_arrays
 from .diagnosis import diagnose_exact
-from .format import Fixture, OracleInputError, load_fixture, load_results
-from .keys import BOUND_NAMES, manifest_output_shapes
-from .quantities import compute_outputs, default_settings, gradients_given
+from .format import Fixture, OracleInputError, check_real_arrays, load_fixture, load_results
+from ..model import NonFiniteLogWeightError
+from .keys import BOUND_NAMES, latent_key, manifest_output_shapes
+from .quantities import compute_outputs, default_settings, gradients_given, verified_settings
 from .variants import recover_eps
 
 __all__ = ["EPS_ALPHA", "ReplayReport", "replay_check", "noise_statistics"]
@@ -121,6 +122,8 @@ def replay_check(fixture, results, rtol=None, atol=None, diagnose=True):
         fixture = load_fixture(fixture)
     if not isinstance(results, dict):
         results = load_results(results)
+    check_real_arrays(results, "replay results")
+    check_tolerance(rtol, atol)
     m = fixture.manifest
     tol = fixture.tolerance
     rtol = tol["rtol"] if rtol is None else rtol
@@ -133,8 +136,9 @@ def replay_check(fixture, results, rtol=None, atol=None, diagnose=True):
         off = {-1: " (k off by one: num_particles one too small?)", 1: " (k off by one: one sample too many?)"}
         problems.append(f"h.h1: the candidate drew k = {kc} samples per example, the fixture asks for k = {k}"
                         f"{off.get(kc - k, '')}; the rest is replayed at the candidate's k = {kc}")
-    eps = recover_eps(params, x, h)
-    noise = [noise_statistics(e, EPS_ALPHA / len(eps)) for e in eps]
+    with np.errstate(all="ignore"):  # (latents far too large overflow here; said below, not as a warning)
+        eps = recover_eps(params, x, h)
+        noise = [noise_statistics(e, EPS_ALPHA / len(eps)) for e in eps]
     for l, st in enumerate(noise, start=1):
         if not st["normal"]:
             problems.append(
@@ -144,13 +148,22 @@ def replay_check(fixture, results, rtol=None, atol=None, diagnose=True):
                 "h = mu + exp(log_sigma) * eps with this fixture's parameters; check the sigma convention "
                 "(log_sigma is a log standard deviation) and the dense layer (y = x @ W + b, W of shape "
                 "(n_in, n_out), the transpose of torch.nn.Linear.weight)")
-    settings = dict(m["settings"])
+    settings = dict(verified_settings(fixture))
     if kc != k:
         for key in ("miwae_M", "piwae_M"):
             if kc % settings[key]:
                 settings[key] = default_settings(kc)[key]
     with np.errstate(all="ignore"):
-        outputs = compute_outputs(params, x, eps, settings, gradients=gradients)
+        try:
+            outputs = compute_outputs(params, x, eps, settings, gradients=gradients)
+        except NonFiniteLogWeightError:
+            # (not the training advice of the model's message: the latents are the candidate's, not a model's)
+            worst = max(range(len(eps)), key=lambda l: float(np.max(np.abs(eps[l]))))
+            raise OracleInputError(
+                f"{latent_key(worst + 1)}: the latents are so far from q's mean (recovered noise up to "
+                f"|eps| = {float(np.max(np.abs(eps[worst]))):.3g}) that the log densities overflow "
+                f"{m['dtype']}: they were not drawn as h = mu + exp(log_sigma) * eps with this fixture's "
+                "parameters (check their scale and units)") from None
     rows = [compare_arrays(results[key], outputs[key], rtol, atol, key) for key in outputs if key in results]
     report = ReplayReport(m.get("name", ""), k, kc, rows, noise, problems)
     if diagnose and not report.passed:

@@ -31,9 +31,10 @@ import scipy.stats
 from ..model import log_importance_weights, sample_eps
 from ..tree import flatten_tree
 from .diagnosis import VariantMatch
-from .format import Fixture, OracleInputError, load_fixture, load_results
+from .format import Fixture, OracleInputError, check_real_arrays, load_fixture, load_results
+from .budget import estimate, refuse_if_too_large
 from .keys import grad_key, manifest_draw_shapes
-from .quantities import BOUNDS, GRADIENTS, gradients_given
+from .quantities import BOUNDS, GRADIENTS, gradients_given, verified_settings
 from .variants import VARIANTS, evaluate, evaluate_with_gradient, tile_batch
 
 __all__ = ["POWER", "MIN_DRAWS", "QuantityTest", "StatisticalReport", "statistical_check", "welch_z",
@@ -132,6 +133,20 @@ def read_draws(fixture, results):
         raise OracleInputError(f"statistical mode needs at least {MIN_DRAWS} draws, the results have {N}")
     gradients = gradients_given(results, names, "statistical results")
     return N, {key: np.asarray(results[key], np.float64) for key in results}, gradients
+
+
+def _refuse_if_too_large(fixture, params, n_ref, groups):
+    """A one-line error before drawing when iwae-np's ``n_ref`` draws in ``groups`` groups need more memory
+    (one group at a time) or time than this machine has (:mod:`iwae_np.oracle.budget`)."""
+    m = fixture.manifest
+    flat = flatten_tree(params)
+    width = np.shape(fixture.arrays["x"])[1] + sum(np.size(v) for p, v in flat.items() if p.endswith("/b"))
+    n_params = sum(np.size(v) for v in flat.values())
+    per_group = -(-n_ref // groups) * m["k"] * m["batch"]
+    nbytes, _ = estimate(per_group, width, n_params, copies=3 * groups)
+    _, seconds = estimate(n_ref * m["k"] * m["batch"], width)
+    refuse_if_too_large(f"{n_ref} reference draws in {groups} groups", nbytes, seconds,
+                        "ask for fewer --reference-draws (or more --groups)", OracleInputError)
 
 
 def _group_sizes(n_ref, groups):
@@ -233,10 +248,16 @@ def statistical_check(fixture, results, alpha=0.01, reference_draws=None, groups
         fixture = load_fixture(fixture)
     if not isinstance(results, dict):
         results = load_results(results)
+    check_real_arrays(results, "statistical results")
     if not 0 < alpha < 1:
         raise OracleInputError(f"alpha must be in (0, 1), got {alpha}")
-    if not 0 < target:
-        raise OracleInputError(f"the target relative bias must be positive, got {target}")
+    if not 0 < target < math.inf:
+        raise OracleInputError(f"the target relative bias must be a finite number > 0, got {target}")
+    if isinstance(groups, bool) or int(groups) != groups or groups < 2:
+        raise OracleInputError(f"groups must be an integer >= 2 (the reference gradient's spread is estimated "
+                               f"from the spread of the group means), got {groups}")
+    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+        raise OracleInputError(f"the seed of iwae-np's draws must be an integer >= 0, got {seed}")
     m = fixture.manifest
     k, B = m["k"], m["batch"]
     if k < 2:
@@ -244,14 +265,16 @@ def statistical_check(fixture, results, alpha=0.01, reference_draws=None, groups
                                "IWAE and the VAE coincide")
     N, draws, gradients = read_draws(fixture, results)
     n_ref = 4 * N if reference_draws is None else int(reference_draws)
-    groups = max(2, min(int(groups), n_ref))
+    groups = min(int(groups), n_ref)
     if n_ref < MIN_DRAWS:
         raise OracleInputError(f"reference_draws must be at least {MIN_DRAWS}, got {n_ref}")
     params, x, _ = fixture.model_inputs()
     names = list(flatten_tree(params))
+    _refuse_if_too_large(fixture, params, n_ref, groups)
+    settings = verified_settings(fixture)
     keys = [key for key in draws if key.startswith("bound")]
     cand = _candidate_statistics(draws, keys, gradients, names)
-    ref = reference_statistics(params, x, m["settings"], keys, gradients, k, n_ref, groups,
+    ref = reference_statistics(params, x, settings, keys, gradients, k, n_ref, groups,
                                np.random.default_rng(seed))
     m_total = sum(np.size(cand[key][0]) for key in cand)
     threshold = float(scipy.stats.norm.isf(alpha / (2 * m_total)))

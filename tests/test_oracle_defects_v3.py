@@ -1,0 +1,251 @@
+"""Regression tests for the oracle defects of issues 19 (section 3) and 20 (items 3, 4, 12 and 15), each named
+after the wrong behaviour it catches; every one failed before its fix. Imports at the top are the oracle's
+public API of before the fix, so that running this file against the old code shows each test failing on its
+own rather than all of them on an import."""
+import json
+
+import numpy as np
+import pytest
+
+from iwae_np import oracle
+from iwae_np.cli import main
+from iwae_np.model import log_weight_terms, sample_eps
+from iwae_np.oracle import variants as V
+from iwae_np.oracle.replay import replay_check
+from iwae_np.oracle.statistical import statistical_check
+from iwae_np.tree import flatten_tree
+
+
+@pytest.fixture(scope="module")
+def two_layer(tmp_path_factory):
+    path = tmp_path_factory.mktemp("v3") / "two"
+    oracle.export_fixture(path, "small-two-layer", k=5, batch=3, seed=21)
+    return path
+
+
+@pytest.fixture(scope="module")
+def stat_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("v3stat") / "f"
+    oracle.export_fixture(path, "small-one-layer", k=3, batch=4, seed=11)
+    return path
+
+
+def _key(name, objective="iwae"):
+    return f"grad.{objective}." + name.replace("/", ".")
+
+
+def candidate_replay(fixture, variant="iwae", seed=1, k=None, settings=None):
+    """An honest (or mistaken) replay candidate with its own noise: latents, log w, every bound, IWAE's gradient."""
+    v = V.get_variant(variant)
+    params, x, _ = fixture.model_inputs()
+    eps = sample_eps(np.random.default_rng(seed), params, k or fixture.manifest["k"], x.shape[0])
+    h = log_weight_terms(V.transform_params(v, params), x, eps)["h"]
+    values, g = V.evaluate_with_gradient(v, params, x, eps)
+    out = {f"h.h{l}": np.asarray(hl) for l, hl in enumerate(h, start=1)}
+    out.update({"log_w": values["log_w"][:, 0], "bound_mean.iwae": values["batch"][0]})
+    if settings is not None:
+        every = oracle.compute_outputs(params, x, eps, settings, gradients=[])
+        out.update({key: every[key] for key in every if key.startswith("bound")})
+    out.update({_key(p): a for p, a in flatten_tree(g).items()})
+    return out
+
+
+def candidate_draws(fixture, N=40, seed=7, k=None):
+    """N honest draws of the batch-mean bound and IWAE's gradient."""
+    v = V.get_variant("iwae")
+    params, x, _ = fixture.model_inputs()
+    B = x.shape[0]
+    eps = sample_eps(np.random.default_rng(seed), params, k or fixture.manifest["k"], N * B)
+    out = {"bound_mean.iwae": V.evaluate(v, params, x, eps, N)["batch"]}
+    grads = {_key(p): [] for p in flatten_tree(params)}
+    for n in range(N):
+        g = V.mean_gradient(v, params, x, [e[:, n * B:(n + 1) * B] for e in eps])
+        for p, a in flatten_tree(g).items():
+            grads[_key(p)].append(a)
+    out.update({key: np.stack(a) for key, a in grads.items()})
+    return out
+
+
+def _exit_2(capsys, argv, *needles):
+    """The command exits 2 with one ``error:`` line (no traceback) holding every needle."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "error: " in err and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def _edited_copy(src, dst, edit):
+    dst.mkdir()
+    manifest = json.loads((src / "manifest.json").read_text())
+    edit(manifest)
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    (dst / "arrays.npz").write_bytes((src / "arrays.npz").read_bytes())
+    return dst
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 20, item 3: every manifest field a verdict depends on is covered by the checksums
+
+
+def test_editing_k_in_the_manifest_does_not_let_a_candidate_with_another_k_pass(two_layer, tmp_path, capsys):
+    # catches: replay and statistical mode following the manifest's k, which no checksum covered: k edited 5 -> 6
+    # made a candidate drawing 6 samples pass both modes
+    edited = _edited_copy(two_layer, tmp_path / "k6", lambda m: m.update(k=6))
+    cand = candidate_replay(oracle.load_fixture(two_layer), k=6)
+    np.savez(tmp_path / "r.npz", **cand)
+    _exit_2(capsys, ["oracle", "replay", str(edited), str(tmp_path / "r.npz")], "k = 6", "manifest was edited")
+    np.savez(tmp_path / "s.npz", **candidate_draws(oracle.load_fixture(two_layer), N=20, k=6))
+    _exit_2(capsys, ["oracle", "statistical", str(edited), str(tmp_path / "s.npz")], "manifest was edited")
+    for field, value in (("batch", 4), ("architecture", None)):
+        def edit(m, field=field, value=value):
+            if field == "architecture":
+                m["architecture"]["latent_dims"] = [5, 4]
+            else:
+                m[field] = value
+        path = _edited_copy(two_layer, tmp_path / f"edit-{field}", edit)
+        _exit_2(capsys, ["oracle", "replay", str(path), str(tmp_path / "r.npz")], "manifest")
+
+
+@pytest.mark.parametrize("setting, value", [("ciwae_beta", 0.7), ("renyi_alpha", 0.8), ("miwae_M", 5), ("piwae_M", 5)])
+def test_editing_the_settings_does_not_let_a_port_with_those_settings_pass(two_layer, tmp_path, capsys, setting, value):
+    # catches: replay reading settings.ciwae_beta from the manifest unchecked, so a port computing CIWAE with
+    # 1 - beta passed once the manifest said 0.7 (its checksums stayed valid)
+    fixture = oracle.load_fixture(two_layer)
+    settings = {**fixture.manifest["settings"], setting: value}
+    edited = _edited_copy(two_layer, tmp_path / "edited", lambda m: m["settings"].update({setting: value}))
+    np.savez(tmp_path / "r.npz", **candidate_replay(fixture, settings=settings))
+    _exit_2(capsys, ["oracle", "replay", str(edited), str(tmp_path / "r.npz")], "settings were edited")
+    # and the untouched fixture with the honest settings still agrees
+    np.savez(tmp_path / "ok.npz", **candidate_replay(fixture, settings=fixture.manifest["settings"]))
+    assert main(["oracle", "replay", str(two_layer), str(tmp_path / "ok.npz")]) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 20, item 4: comparisons that passed what they should not
+
+
+@pytest.mark.parametrize("flag", ["--atol", "--rtol"])
+def test_an_infinite_tolerance_never_makes_a_nan_agree(two_layer, tmp_path, capsys, flag):
+    # catches: `oracle replay --atol inf` with an all-NaN log_w saying "18 agree" (inf <= inf), and the same in
+    # `oracle check`
+    fixture = oracle.load_fixture(two_layer)
+    cand = candidate_replay(fixture)
+    cand["log_w"] = np.full_like(cand["log_w"], np.nan)
+    np.savez(tmp_path / "r.npz", **cand)
+    assert main(["oracle", "replay", str(two_layer), str(tmp_path / "r.npz"), flag, "inf", "--no-diagnosis"]) == 1
+    assert "log_w" in capsys.readouterr().err
+    outputs = {key: fixture.arrays[key] for key in fixture.outputs}
+    outputs["log_w"] = np.full_like(outputs["log_w"], np.nan)
+    np.savez(tmp_path / "c.npz", **outputs)
+    assert main(["oracle", "check", str(two_layer), str(tmp_path / "c.npz"), flag, "inf", "--no-diagnosis"]) == 1
+    assert "DISAGREE: log_w" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["nan", "-1"])
+@pytest.mark.parametrize("mode", ["check", "replay"])
+def test_a_nan_or_negative_tolerance_exits_2(two_layer, tmp_path, capsys, mode, value):
+    # catches: `--rtol nan` or `-1` giving exit 1 with every array DISAGREE instead of a usage error
+    fixture = oracle.load_fixture(two_layer)
+    results = ({key: fixture.arrays[key] for key in fixture.outputs} if mode == "check" else candidate_replay(fixture))
+    np.savez(tmp_path / "r.npz", **results)
+    for flag in ("--rtol", "--atol"):
+        _exit_2(capsys, ["oracle", mode, str(two_layer), str(tmp_path / "r.npz"), flag, value], flag)
+    with pytest.raises(oracle.OracleInputError, match="rtol must be a number >= 0"):
+        replay_check(fixture, candidate_replay(fixture), rtol=float(value))
+
+
+@pytest.mark.parametrize("what", ["complex", "strings", "structured", "bytes"])
+def test_replay_and_statistical_refuse_arrays_that_are_not_real_numbers(two_layer, stat_path, tmp_path, capsys, what):
+    # catches: replay and statistical accepting complex arrays and numbers given as strings (oracle check refuses
+    # them), and their TypeError tracebacks on latents, bounds or draws of strings or a structured dtype
+    def convert(a):
+        a = np.asarray(a)
+        if what == "complex":
+            return a.astype(np.complex128)
+        if what == "strings":
+            return a.astype(str)
+        if what == "bytes":
+            return a.astype("S32")
+        out = np.zeros(a.shape, dtype=[("value", "f8"), ("other", "f8")])
+        out["value"] = a
+        return out
+
+    cand = candidate_replay(oracle.load_fixture(two_layer))
+    for key in ("h.h1", "log_w", "bound_mean.iwae"):
+        np.savez(tmp_path / "r.npz", **{**cand, key: convert(cand[key])})
+        _exit_2(capsys, ["oracle", "replay", str(two_layer), str(tmp_path / "r.npz")], repr(key), "real numbers")
+    draws = candidate_draws(oracle.load_fixture(stat_path), N=20)
+    for key in ("bound_mean.iwae", "grad.iwae.p_x.logits.b"):
+        np.savez(tmp_path / "s.npz", **{**draws, key: convert(draws[key])})
+        _exit_2(capsys, ["oracle", "statistical", str(stat_path), str(tmp_path / "s.npz")], repr(key), "real numbers")
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 20, items 12 and 15: one-line errors that name the flag, estimates before work
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["export", "{d}", "--miwae-M", "0"], "--miwae-M"),
+    (["export", "{d}", "--seed", "-1"], "--seed"),
+    (["export", "{d}", "--k", "0"], "--k"),
+    (["export", "{d}", "--ciwae-beta", "nan"], "--ciwae-beta"),
+    (["statistical", "{f}", "{s}", "--seed", "-1"], "--seed"),
+    (["statistical", "{f}", "{s}", "--groups", "0"], "--groups"),
+    (["statistical", "{f}", "{s}", "--groups", "1"], "--groups"),
+    (["statistical", "{f}", "{s}", "--target", "inf"], "--target"),
+    (["statistical", "{f}", "{s}", "--target", "0"], "--target"),
+    (["statistical", "{f}", "{s}", "--alpha", "1"], "--alpha"),
+    (["statistical", "{f}", "{s}", "--reference-draws", "5"], "--reference-draws"),
+])
+def test_a_bad_flag_is_refused_naming_it(stat_path, tmp_path, capsys, argv, flag):
+    # catches: `--seed -1` failing deep in numpy without naming the flag, `--miwae-M 0` a ZeroDivisionError,
+    # `--groups 0` silently becoming 2, `--target inf` accepted (a recommended N of 0)
+    np.savez(tmp_path / "s.npz", **candidate_draws(oracle.load_fixture(stat_path), N=20))
+    argv = [a.format(d=tmp_path / "new", f=stat_path, s=tmp_path / "s.npz") for a in argv]
+    _exit_2(capsys, ["oracle", *argv], f"argument {flag}")
+    assert not (tmp_path / "new").exists()
+
+
+def test_the_library_refuses_the_same_values(stat_path):
+    # the library entry points check what the command line checks (a script does not go through argparse)
+    fixture = oracle.load_fixture(stat_path)
+    draws = candidate_draws(fixture, N=20)
+    for kwargs, message in (({"groups": 0}, "groups must be an integer >= 2"), ({"groups": 1}, "groups must be"),
+                            ({"target": float("inf")}, "finite number > 0"), ({"seed": -1}, "seed")):
+        with pytest.raises(oracle.OracleInputError, match=message):
+            statistical_check(fixture, draws, **kwargs)
+    for settings in ({"miwae_M": 0}, {"piwae_M": 0}, {"ciwae_beta": float("nan")}, {"miwae_M": 2.5}):
+        with pytest.raises(ValueError, match="miwae_M|piwae_M|ciwae_beta"):
+            oracle.make_fixture("small-one-layer", 5, 3, 0, settings=settings)
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        oracle.make_fixture("small-one-layer", 5, 3, -1)
+
+
+def test_a_fixture_or_reference_too_large_for_the_machine_is_refused_before_any_work(stat_path, tmp_path, capsys,
+                                                                                       monkeypatch):
+    # catches: `oracle export --k 3000000` computing for 27 s and ending in MemoryError, and `oracle statistical
+    # --reference-draws 1000000000` trying to allocate 8.9 GiB: the estimate comes first, in one line
+    from iwae_np.oracle import budget
+    monkeypatch.setattr(budget, "available_memory", lambda: 8 * 2 ** 30)  # an 8 GiB machine, whatever this one is
+    err = _exit_2(capsys, ["oracle", "export", str(tmp_path / "big"), "--k", "3000000"], "of memory", "refused")
+    assert "8 GiB available" in err and not (tmp_path / "big").exists()
+    np.savez(tmp_path / "s.npz", **candidate_draws(oracle.load_fixture(stat_path), N=20))
+    _exit_2(capsys, ["oracle", "statistical", str(stat_path), str(tmp_path / "s.npz"), "--reference-draws",
+                     "1000000000"], "--reference-draws", "refused")
+    # the estimates are not too eager: the suite's largest fixture and the default reference draws fit easily
+    monkeypatch.setattr(budget, "available_memory", lambda: 2 * 2 ** 30)
+    assert oracle.make_fixture("two-layer", 5, 2, 0).manifest["k"] == 5
+    assert statistical_check(oracle.load_fixture(stat_path), str(tmp_path / "s.npz"), diagnose=False).draws == 20
+
+
+def test_latents_far_too_large_give_no_training_advice(two_layer, tmp_path, capsys):
+    # catches: replay of latents 1e300 times too large answering with the model's training advice ("use a
+    # smaller learning rate"), which means nothing to a candidate that only wrote latents
+    cand = candidate_replay(oracle.load_fixture(two_layer))
+    cand["h.h1"] = cand["h.h1"] * 1e300
+    np.savez(tmp_path / "r.npz", **cand)
+    err = _exit_2(capsys, ["oracle", "replay", str(two_layer), str(tmp_path / "r.npz")], "h.h", "overflow")
+    assert "learning rate" not in err
