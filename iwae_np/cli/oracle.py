@@ -190,6 +190,14 @@ def _format_rows(rows):
     return "\n".join(lines)
 
 
+def _rows_or_none(rows, failed, failures_only):
+    """The table of rows (of the failing ones with ``--failures-only``); with nothing failing, one line saying so
+    rather than an empty table's header."""
+    if failures_only and not failed:
+        return f"(--failures-only: none of the {len(rows)} arrays disagrees)"
+    return _format_rows(failed if failures_only else rows)
+
+
 def _check(args):
     from pathlib import Path
     from ..oracle.format import SUITE_INDEX_NAME
@@ -203,7 +211,7 @@ def _check(args):
     args._verdict = 1 if failed else 0
     if failed:
         print("DISAGREE: " + ", ".join(r.key for r in failed), file=sys.stderr)
-    print(_format_rows(failed if args.failures_only else rows))
+    print(_rows_or_none(rows, failed, args.failures_only))
     print()
     print(f"fixture {fixture.manifest['name']} ({fixture.manifest['dtype']}, rtol {rows[0].rtol:g}, "
           f"atol {rows[0].atol:g}{_overridden(args)}): {len(rows)} arrays, {len(rows) - len(failed)} agree, "
@@ -255,13 +263,15 @@ def _replay(args):
         print("DISAGREE: " + ", ".join(dict.fromkeys(report.failed_keys)), file=sys.stderr)
     rows = report.rows
     failed = [r for r in rows if not r.passed]
-    print(_format_rows(failed if args.failures_only else rows))
+    print(_rows_or_none(rows, failed, args.failures_only))
     print()
-    print("| layer | recovered eps: n | mean | std | max abs | p (mean) | p (spread) | p (shape) | N(0, 1)? |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| layer | recovered eps, the example least like N(0, 1) | n | mean | std | max abs | p (mean) | p (spread) "
+          "| p (shape) | N(0, 1)? |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for l, st in enumerate(report.noise, start=1):
-        print(f"| h{l} | {st['n']} | {st['mean']:.3g} | {st['std']:.3g} | {st['max_abs']:.3g} | {st['p_mean']:.2g} "
-              f"| {st['p_var']:.2g} | {st['p_ks']:.2g} | {'yes' if st['normal'] else 'NO'} |")
+        print(f"| h{l} | {st['example']} of {st['examples']} | {st['n']} | {st['mean']:.3g} | {st['std']:.3g} "
+              f"| {st['max_abs']:.3g} | {st['p_mean']:.2g} | {st['p_var']:.2g} | {st['p_ks']:.2g} "
+              f"| {'yes' if st['normal'] else 'NO'} |")
     print()
     for problem in report.problems:
         print(problem)
@@ -275,9 +285,29 @@ def _replay(args):
     return args._verdict
 
 
+def _where_statistical(report):
+    """The lines that lead a statistical disagreement: which network (recognition phi, generative theta) and which
+    layer of each rejected gradient, and which bound."""
+    lines = []
+    for t in report.tests:
+        if not t.rejected:
+            continue
+        if not t.by_layer:
+            lines.append(f"where: {t.key} differs ({t.rejected} of {t.n_coordinates} coordinates, max |z| "
+                         f"{t.max_abs_z:.2f} at {t.worst})")
+            continue
+        roles = {role: s for role, s in t.by_role.items() if s.rejected}
+        layers = [f"{layer} ({s.rejected} of {s.coordinates}, max |z| {s.max_abs_z:.2f})"
+                  for layer, s in t.by_layer.items() if s.rejected]
+        names = {"phi": "the recognition network (phi)", "theta": "the generative network (theta)"}
+        lines.append(f"where: {t.key} differs in {' and '.join(names[r] for r in roles)}: " + ", ".join(layers))
+    return lines + ([""] if lines else [])
+
+
 def _statistical(args):
     from ..oracle import load_fixture
     from ..oracle.diagnosis import format_diagnosis
+    from ..oracle.keys import role_of
     from ..oracle.statistical import POWER, statistical_check
     fixture = load_fixture(args.fixture)
     report = statistical_check(fixture, args.results, args.alpha, args.reference_draws, args.groups, args.seed,
@@ -285,13 +315,26 @@ def _statistical(args):
     args._verdict = 0 if report.passed else 1
     if not report.passed:
         print("DISAGREE: " + ", ".join(t.key for t in report.tests if t.rejected), file=sys.stderr)
+    for line in _where_statistical(report):
+        print(line)
     print(f"| quantity | coordinates | rejected | max abs z | at | noise floor | smallest bias detected "
           f"(power {POWER:g}) | N for a {args.target:g} bias |")
     print("|---|---|---|---|---|---|---|---|")
     for t in report.tests:
-        print(f"| {t.key} | {t.n_coordinates} | {t.rejected} | {t.max_abs_z:.2f} | {t.worst} | {t.noise_floor:.2e} "
-              f"| {t.min_detectable_bias:.2e} | {t.recommended_draws} |")
+        if t.noise_floor is None:
+            power = "- | - | - |"
+        else:
+            power = f"{t.noise_floor:.2e} | {t.min_detectable_bias:.2e} | {t.recommended_draws} |"
+        print(f"| {t.key} | {t.n_coordinates} | {t.rejected} | {t.max_abs_z:.2f} | {t.worst} | {power}")
     print()
+    for t in report.tests:
+        if t.power_note:
+            print(f"{t.key}: {t.power_note}")
+    for t in report.tests:
+        if t.by_role:
+            print(f"{t.key} by network: " + "; ".join(
+                f"{role} ({', '.join(n for n in t.by_network if role_of(n) == role)}) max |z| {s.max_abs_z:.2f}, "
+                f"{s.rejected} of {s.coordinates} rejected" for role, s in t.by_role.items()))
     print(f"statistical check of {report.name} (k = {report.k}): N = {report.draws} candidate draws, "
           f"{report.reference_draws} iwae-np draws (seed {args.seed}, {report.groups} groups), "
           f"{report.coordinates} coordinates, Bonferroni threshold z* = {report.threshold:.2f} (alpha {report.alpha:g}): "

@@ -13,9 +13,10 @@ recomputes every quantity from that noise and compares with the fixture's tolera
 whether the latents can have come from ``h = mu + sigma * eps`` with standard normal ``eps`` at all:
 recomputing ``h`` from the recovered noise must give the candidate's ``h`` back (it does not when sigma
 underflows or the latents are not finite), and the recovered noise must look N(0, 1) (a wrong sigma
-convention or transposed weights make it shifted or scaled): per layer, its mean (z test), its sum of
-squares (chi-square) and its distribution (Kolmogorov-Smirnov), each at a false-alarm rate of
-:data:`EPS_ALPHA` split over the tests.
+convention or transposed weights make it shifted or scaled): per layer and per example (the noise of one
+example is assumed independent over its samples and units, nothing across examples), its mean (z test), its
+sum of squares (chi-square) and its distribution (Kolmogorov-Smirnov), each at a false-alarm rate of
+:data:`EPS_ALPHA` split over the layers, examples and tests.
 """
 from dataclasses import dataclass, field
 
@@ -30,7 +31,7 @@ from .keys import BOUND_NAMES, latent_key, manifest_output_shapes
 from .quantities import compute_outputs, default_settings, gradients_given, verified_settings
 from .variants import recover_eps
 
-__all__ = ["EPS_ALPHA", "ReplayReport", "replay_check", "noise_statistics"]
+__all__ = ["EPS_ALPHA", "ReplayReport", "replay_check", "noise_statistics", "noise_statistics_per_example"]
 
 #: Total false-alarm rate of the recovered-noise tests of one replay (split over layers and the three tests).
 EPS_ALPHA = 1e-6
@@ -74,6 +75,37 @@ def noise_statistics(eps_l, alpha):
     p_ks = float(scipy.stats.kstest(e, "norm").pvalue)
     return {"n": n, "mean": float(np.mean(e)), "std": float(np.sqrt(s2 / n)), "max_abs": float(np.max(np.abs(e))),
             "p_mean": p_mean, "p_var": p_var, "p_ks": p_ks, "normal": min(p_mean, p_var, p_ks) >= alpha / 3}
+
+
+def noise_statistics_per_example(eps_l, alpha):
+    """:func:`noise_statistics` of each example's noise ``eps_l[:, b, :]`` (k samples x d units), at a total
+    false-alarm rate ``alpha`` over the examples; the statistics of the example least like N(0, 1), with
+    ``example`` (its index) and ``examples`` (B) added.
+
+    Replay assumes the noise of one example is independent standard normal over its samples and units, and
+    nothing across examples: a candidate may share one noise draw per sample index across the batch (each
+    example's estimate is then still unbiased), which a test pooling the examples would call non-normal."""
+    eps_l = np.asarray(eps_l, dtype=np.float64)  # (k, B, d)
+    B = eps_l.shape[1]
+    per_example = [noise_statistics(eps_l[:, b, :], alpha / B) for b in range(B)]
+    b = min(range(B), key=lambda i: min(per_example[i]["p_mean"], per_example[i]["p_var"], per_example[i]["p_ks"]))
+    return {**per_example[b], "example": b, "examples": B}
+
+
+def _noise_problem(l, st, values_agree):
+    """The message of a layer whose recovered noise does not look independent N(0, 1) within an example."""
+    head = (f"{latent_key(l)}: the recovered noise eps = (h - mu) / sigma of example {st['example']} does not look "
+            f"N(0, 1) (mean {st['mean']:.3g}, std {st['std']:.3g}, max |eps| {st['max_abs']:.3g}, p-values: mean "
+            f"{st['p_mean']:.1e}, spread {st['p_var']:.1e}, shape {st['p_ks']:.1e}; each example tested on its own)")
+    if values_agree:
+        # iwae-np's conventions reproduce the candidate's own log w at these latents: a wrong sigma or dense-layer
+        # convention would not, so the conventions are not what is wrong
+        return (head + ": every value the candidate gave agrees at these latents, so its conventions are iwae-np's; "
+                "its noise is not independent standard normal over the samples and units of an example (replay "
+                "assumes that, and nothing across examples)")
+    return (head + ": the latents were not drawn as h = mu + exp(log_sigma) * eps with this fixture's parameters; "
+            "check the sigma convention (log_sigma is a log standard deviation) and the dense layer (y = x @ W + b, "
+            "W of shape (n_in, n_out), the transpose of torch.nn.Linear.weight)")
 
 
 def _read_candidate(fixture, results):
@@ -138,16 +170,7 @@ def replay_check(fixture, results, rtol=None, atol=None, diagnose=True):
                         f"{off.get(kc - k, '')}; the rest is replayed at the candidate's k = {kc}")
     with np.errstate(all="ignore"):  # (latents far too large overflow here; said below, not as a warning)
         eps = recover_eps(params, x, h)
-        noise = [noise_statistics(e, EPS_ALPHA / len(eps)) for e in eps]
-    for l, st in enumerate(noise, start=1):
-        if not st["normal"]:
-            problems.append(
-                f"h.h{l}: the recovered noise eps = (h - mu) / sigma does not look N(0, 1) (mean {st['mean']:.3g}, "
-                f"std {st['std']:.3g}, max |eps| {st['max_abs']:.3g}, p-values: mean {st['p_mean']:.1e}, "
-                f"spread {st['p_var']:.1e}, shape {st['p_ks']:.1e}): the latents were not drawn as "
-                "h = mu + exp(log_sigma) * eps with this fixture's parameters; check the sigma convention "
-                "(log_sigma is a log standard deviation) and the dense layer (y = x @ W + b, W of shape "
-                "(n_in, n_out), the transpose of torch.nn.Linear.weight)")
+        noise = [noise_statistics_per_example(e, EPS_ALPHA / len(eps)) for e in eps]
     settings = dict(verified_settings(fixture))
     if kc != k:
         for key in ("miwae_M", "piwae_M"):
@@ -165,6 +188,8 @@ def replay_check(fixture, results, rtol=None, atol=None, diagnose=True):
                 f"{m['dtype']}: they were not drawn as h = mu + exp(log_sigma) * eps with this fixture's "
                 "parameters (check their scale and units)") from None
     rows = [compare_arrays(results[key], outputs[key], rtol, atol, key) for key in outputs if key in results]
+    values_agree = all(r.passed for r in rows)
+    problems += [_noise_problem(l, st, values_agree) for l, st in enumerate(noise, start=1) if not st["normal"]]
     report = ReplayReport(m.get("name", ""), k, kc, rows, noise, problems)
     if diagnose and not report.passed:
         report.diagnosis = diagnose_exact(params, x, results, h=h, rtol=rtol)

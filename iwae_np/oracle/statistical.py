@@ -33,17 +33,24 @@ from ..tree import flatten_tree
 from .diagnosis import VariantMatch
 from .format import Fixture, OracleInputError, check_real_arrays, load_fixture, load_results
 from .budget import estimate, refuse_if_too_large
-from .keys import grad_key, manifest_draw_shapes
+from .keys import grad_key, manifest_draw_shapes, role_of
 from .quantities import BOUNDS, GRADIENTS, gradients_given, verified_settings
 from .variants import VARIANTS, evaluate, evaluate_with_gradient, tile_batch
 
-__all__ = ["POWER", "MIN_DRAWS", "QuantityTest", "StatisticalReport", "statistical_check", "welch_z",
-           "reference_statistics", "read_draws"]
+__all__ = ["POWER", "MIN_DRAWS", "DEFAULT_DRAWS", "QuantityTest", "SplitZ", "StatisticalReport", "statistical_check",
+           "welch_z", "rounding_floor", "split_by_network", "reference_statistics", "read_draws", "results_bytes",
+           "default_draws", "MAX_RESULTS_BYTES"]
 
 #: The probability of detection the power statement is made at.
 POWER = 0.8
 #: Fewest draws the statistical mode accepts from a candidate.
 MIN_DRAWS = 20
+#: The number of draws to ask a candidate for when nothing else is known: power for a relative bias of about 1% on
+#: the small fixtures (docs/oracle.md, section 16), unless the results file would exceed :data:`MAX_RESULTS_BYTES`.
+DEFAULT_DRAWS = 400
+#: The largest statistical results file :func:`default_draws` plans for (a paper-sized model has 0.5 M parameters:
+#: 400 draws of its gradient are 1.7 GB).
+MAX_RESULTS_BYTES = 256 * 2 ** 20
 #: Groups of reference draws per variant in the diagnosis, which draws N per variant (15 variants, each group
 #: one backward pass; the check itself draws 4 N): Welch's degrees of freedom stay above 19 + N - 1 times
 #: a factor near 1, so the t tails are close to the normal's at the Bonferroni threshold.
@@ -52,7 +59,11 @@ DIAGNOSIS_GROUPS = 20
 
 @dataclass
 class QuantityTest:
-    """The test of one quantity (``bound.<name>``, ``bound_mean.<name>`` or a gradient ``grad.<name>``)."""
+    """The test of one quantity (``bound.<name>``, ``bound_mean.<name>`` or a gradient ``grad.<name>``).
+
+    ``noise_floor``, ``min_detectable_bias`` and ``recommended_draws`` are None when the power cannot be
+    computed; ``power_note`` then says why. ``by_network`` and ``by_layer`` split a gradient's test:
+    ``{"q_h1": SplitZ, ...}`` and ``{"q_h1/hidden_0": SplitZ, ...}`` (see :func:`split_by_network`)."""
     key: str
     n_coordinates: int
     max_abs_z: float
@@ -61,6 +72,23 @@ class QuantityTest:
     min_detectable_bias: float
     recommended_draws: int
     rejected: int = 0
+    power_note: str = ""
+    by_network: dict = field(default_factory=dict)
+    by_layer: dict = field(default_factory=dict)
+
+    @property
+    def by_role(self):
+        """``{"phi": SplitZ, "theta": SplitZ}``: the recognition and the generative networks' coordinates."""
+        return _merge_splits(self.by_network, role_of)
+
+
+@dataclass
+class SplitZ:
+    """The z-scores of a part of a gradient: its coordinates, how many reject, the largest |z| and where."""
+    coordinates: int
+    rejected: int
+    max_abs_z: float
+    worst: str
 
 
 @dataclass
@@ -85,13 +113,18 @@ class StatisticalReport:
         return all(t.rejected == 0 for t in self.tests)
 
 
-def welch_z(mean_a, var_mean_a, df_a, mean_r, var_mean_r, df_r):
+def welch_z(mean_a, var_mean_a, df_a, mean_r, var_mean_r, df_r, floor=0.0):
     """Welch's two-sample test of equal means, each side given by its mean, the variance of that mean and
-    its degrees of freedom; returns the normal z-score of the two-sided p-value (arrays broadcast)."""
+    its degrees of freedom; returns the normal z-score of the two-sided p-value (arrays broadcast).
+
+    ``floor``: a difference of means up to ``floor`` is floating-point rounding, not evidence: the test is of
+    ``max(|mean_a - mean_r| - floor, 0)`` (:func:`rounding_floor`)."""
     mean_a, mean_r = np.asarray(mean_a, float), np.asarray(mean_r, float)
     va, vr = np.asarray(var_mean_a, float), np.asarray(var_mean_r, float)
     se2 = va + vr
-    diff = mean_a - mean_r
+    with np.errstate(invalid="ignore"):
+        diff = np.maximum(np.abs(mean_a - mean_r) - np.asarray(floor, float), 0.0)
+        diff = np.where(np.isnan(mean_a - mean_r), np.nan, diff)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.abs(diff) / np.sqrt(se2)
         df = se2 ** 2 / (va ** 2 / df_a + vr ** 2 / df_r)
@@ -133,6 +166,19 @@ def read_draws(fixture, results):
         raise OracleInputError(f"statistical mode needs at least {MIN_DRAWS} draws, the results have {N}")
     gradients = gradients_given(results, names, "statistical results")
     return N, {key: np.asarray(results[key], np.float64) for key in results}, gradients
+
+
+def results_bytes(manifest, N, gradients=1):
+    """Bytes of a statistical results file of ``N`` float64 draws of the per-example and batch-mean bound and
+    ``gradients`` gradients: ``8 N (B + 1 + gradients * P)``, P the number of parameters."""
+    n_params = sum(int(np.prod(p["shape"])) for p in manifest["parameters"])
+    return 8 * int(N) * (manifest["batch"] + 1 + int(gradients) * n_params)
+
+
+def default_draws(manifest):
+    """:data:`DEFAULT_DRAWS`, or fewer (never below :data:`MIN_DRAWS`) so that a results file with one gradient
+    stays under :data:`MAX_RESULTS_BYTES`."""
+    return int(min(DEFAULT_DRAWS, max(MIN_DRAWS, MAX_RESULTS_BYTES // results_bytes(manifest, 1))))
 
 
 def _refuse_if_too_large(fixture, params, n_ref, groups):
@@ -188,16 +234,17 @@ def reference_statistics(params, x, settings, keys, gradients, k, n_ref, groups,
                     v = out["bound"] if key.startswith("bound.") else out["batch"]
                     values[key].append(np.full((n, B), np.nan) if v is None else v)
     stats = {}
-    for key, parts in values.items():
-        a = np.concatenate(parts)  # (n_ref, ...) one row per draw
-        stats[key] = (a.mean(axis=0), a.var(axis=0, ddof=1) / len(a), len(a) - 1)
-    for g, parts in grad_sums.items():
-        a, n = np.stack(parts), np.array(sizes, float)[:, None]  # (G, P) group means, (G, 1) their sizes
-        mean_ = np.sum(n * a, axis=0) / n.sum()
-        # the variance of the overall mean sum_g n_g a_g / n_ref, with Var(a_g) = s^2 / n_g estimated from
-        # the spread of the group means: s^2 = sum_g n_g (a_g - mean)^2 / (G - 1)
-        var_of_mean = np.sum(n * (a - mean_) ** 2, axis=0) / (len(a) - 1) / n.sum()
-        stats[f"grad.{g}"] = (mean_, var_of_mean, len(a) - 1)
+    with np.errstate(all="ignore"):  # (a variant's -inf bounds, no-max-shift's, have a NaN spread, as they should)
+        for key, parts in values.items():
+            a = np.concatenate(parts)  # (n_ref, ...) one row per draw
+            stats[key] = (a.mean(axis=0), a.var(axis=0, ddof=1) / len(a), len(a) - 1)
+        for g, parts in grad_sums.items():
+            a, n = np.stack(parts), np.array(sizes, float)[:, None]  # (G, P) group means, (G, 1) their sizes
+            mean_ = np.sum(n * a, axis=0) / n.sum()
+            # the variance of the overall mean sum_g n_g a_g / n_ref, with Var(a_g) = s^2 / n_g estimated from
+            # the spread of the group means: s^2 = sum_g n_g (a_g - mean)^2 / (G - 1)
+            var_of_mean = np.sum(n * (a - mean_) ** 2, axis=0) / (len(a) - 1) / n.sum()
+            stats[f"grad.{g}"] = (mean_, var_of_mean, len(a) - 1)
     return stats
 
 
@@ -219,19 +266,85 @@ def _coordinate_names(key, params, B):
     return [key] if key.startswith("bound_mean.") else [f"{key}[{b}]" for b in range(B)]
 
 
-def _test(key, cand, ref, threshold, target, N, names):
+def rounding_floor(key, mean_r, param_sizes, tolerance):
+    r"""Per coordinate, the difference of means that floating-point rounding alone can make:
+    :math:`rtol \cdot \max_j |\bar r_j| + atol` over the coordinate's array (a bound's examples, or one parameter
+    array of a gradient), with the fixture's tolerance (section 7's rule). Two correct implementations differ by
+    rounding even where a coordinate barely varies between draws (``p_x/logits/b`` on the -1e4 fixture varies
+    by 1e-16 and differs by 1e-13 between frameworks): without the floor Welch's test calls that a bias."""
+    mean_r = np.atleast_1d(np.abs(np.asarray(mean_r, float)))
+    if not key.startswith("grad."):
+        return np.full(mean_r.shape, tolerance["rtol"] * np.max(mean_r) + tolerance["atol"])
+    out = np.empty_like(mean_r)
+    start = 0
+    for size in param_sizes:
+        part = mean_r[start:start + size]
+        out[start:start + size] = tolerance["rtol"] * np.max(part, initial=0.0) + tolerance["atol"]
+        start += size
+    return out
+
+
+def split_by_network(coordinate_names, z, threshold):
+    """``(by_network, by_layer)``: :class:`SplitZ` of the coordinates of each network (``q_h1``, ``p_x``, ...)
+    and of each layer (``q_h1/hidden_0``), from the coordinates' names ``grad.<name>.<net>.<layer>.<W|b>[i]``
+    and their z-scores. Which network and layer a gradient's disagreement sits in (issue 19)."""
+    by_network, by_layer = {}, {}
+    for part, key_of in ((by_network, lambda n: n.split(".")[2]),
+                         (by_layer, lambda n: "/".join(n.split(".")[2:4]))):
+        groups = {}
+        for i, name in enumerate(coordinate_names):
+            groups.setdefault(key_of(name), []).append(i)
+        for group, idx in groups.items():
+            zs = z[idx]
+            worst = idx[int(np.argmax(zs))]
+            part[group] = SplitZ(len(idx), int(np.sum(zs > threshold)), float(z[worst]), coordinate_names[worst])
+    return by_network, by_layer
+
+
+def _merge_splits(splits, key_of):
+    out = {}
+    for name, s in splits.items():
+        group = key_of(name)
+        if group not in out or s.max_abs_z > out[group].max_abs_z:
+            worst, max_z = s.worst, s.max_abs_z
+        else:
+            worst, max_z = out[group].worst, out[group].max_abs_z
+        prev = out.get(group, SplitZ(0, 0, 0.0, ""))
+        out[group] = SplitZ(prev.coordinates + s.coordinates, prev.rejected + s.rejected, max_z, worst)
+    return out
+
+
+def _power(ref, floor, threshold, target, N, n_ref):
+    """``(noise floor, smallest bias detected, recommended N, note)`` for a candidate with iwae-np's own spread.
+
+    The power is a statement about an honest candidate, so it uses the reference's spread on both sides
+    (``se_j^2 = s_j^2 / N + s_j^2 / n_ref``), never the candidate's (a candidate scaled by 1000 would make its
+    own spread, and the N it "needs", absurd). Coordinates whose spread is below their rounding floor carry no
+    power statement (they are checked to rounding: any bias beyond it is caught)."""
+    mr, vr = np.atleast_1d(ref[0]), np.atleast_1d(ref[1])
+    se = np.sqrt(vr * (n_ref / N + 1.0))  # (vr is the variance of the reference's mean over n_ref draws)
+    mu = np.abs(mr)
+    varies = (se > floor) & (mu > 0)
+    if not np.any(varies):
+        return None, None, None, ("power not computable: every coordinate varies between draws by less than its "
+                                  "rounding floor, so it is checked to rounding (any bias beyond it is caught)")
+    rel = se[varies] / mu[varies]
+    noise_floor = float(np.min(rel))
+    bias = (threshold + scipy.stats.norm.isf(1 - POWER)) * noise_floor
+    recommended = max(MIN_DRAWS, int(math.ceil(N * (bias / target) ** 2)))
+    note = "" if np.all(varies) else (f"{int(np.sum(~varies))} of {varies.size} coordinates vary by less than "
+                                      "their rounding floor and are left out of the power")
+    return noise_floor, bias, recommended, note
+
+
+def _test(key, cand, ref, threshold, target, N, n_ref, names, floor):
     (ma, va, dfa), (mr, vr, dfr) = cand, ref
-    z = np.atleast_1d(welch_z(ma, va, dfa, mr, vr, dfr))
-    se = np.sqrt(np.atleast_1d(va + vr))
-    mu = np.abs(np.atleast_1d(mr))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(mu > 0, se / mu, np.inf)
-    floor = float(np.min(rel)) if rel.size else math.inf
-    bias = (threshold + scipy.stats.norm.isf(1 - POWER)) * floor
-    recommended = int(math.ceil(N * (bias / target) ** 2)) if math.isfinite(bias) else 0
+    z = np.atleast_1d(welch_z(ma, va, dfa, mr, vr, dfr, floor))
+    noise_floor, bias, recommended, note = _power(ref, floor, threshold, target, N, n_ref)
     worst = int(np.argmax(z))
-    return QuantityTest(key, z.size, float(z[worst]), names[worst], floor, bias, recommended,
-                        int(np.sum(z > threshold)))
+    by_network, by_layer = split_by_network(names, z, threshold) if key.startswith("grad.") else ({}, {})
+    return QuantityTest(key, z.size, float(z[worst]), names[worst], noise_floor, bias, recommended,
+                        int(np.sum(z > threshold)), note, by_network, by_layer)
 
 
 def statistical_check(fixture, results, alpha=0.01, reference_draws=None, groups=50, seed=0, target=0.01,
@@ -278,8 +391,11 @@ def statistical_check(fixture, results, alpha=0.01, reference_draws=None, groups
                                np.random.default_rng(seed))
     m_total = sum(np.size(cand[key][0]) for key in cand)
     threshold = float(scipy.stats.norm.isf(alpha / (2 * m_total)))
-    tests = [_test(key, cand[key], ref[key], threshold, target, N, _coordinate_names(key, params, B))
-             for key in cand]
+    sizes = [np.size(v) for v in flatten_tree(params).values()]
+    tol = fixture.tolerance
+    floors = {key: rounding_floor(key, ref[key][0], sizes, tol) for key in cand}
+    tests = [_test(key, cand[key], ref[key], threshold, target, N, n_ref, _coordinate_names(key, params, B),
+                   floors[key]) for key in cand]
     report = StatisticalReport(m.get("name", ""), k, N, n_ref, groups, alpha, threshold, target, tests)
     if diagnose and not report.passed:
         report.diagnosis = diagnose_statistical(fixture, cand, min(n_ref, N), min(groups, DIAGNOSIS_GROUPS), seed,
@@ -302,6 +418,7 @@ def diagnose_statistical(fixture, cand, n_ref, groups, seed, threshold, rejected
     if not keys and not gradients:
         return []
     L, k = m["architecture"]["n_stochastic_layers"], m["k"]
+    sizes, tol = [np.size(v) for v in flatten_tree(params).values()], fixture.tolerance
     out, reference = [], None
     for v in variants:
         if not v.applies_to(L, k):
@@ -321,7 +438,8 @@ def diagnose_statistical(fixture, cand, n_ref, groups, seed, threshold, rejected
                 note = "no per-example bound (one bound over the batch)"
                 continue
             (ma, va, dfa), (mr, vr, dfr) = cand[key], ref[key]
-            errors[key] = float(np.max(np.atleast_1d(welch_z(ma, va, dfa, mr, vr, dfr))))
+            floor = rounding_floor(key, mr, sizes, tol)
+            errors[key] = float(np.max(np.atleast_1d(welch_z(ma, va, dfa, mr, vr, dfr, floor))))
         ok = bool(errors) and all(e <= threshold for e in errors.values()) and not note
         out.append(VariantMatch(v.name, v.description, errors, ok, note))
     out.sort(key=lambda r: (not r.matches, bool(r.note), r.worst))
