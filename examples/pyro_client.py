@@ -190,8 +190,11 @@ def run(args):
 
     if args.mode == "replay":
         loss, grads = one_draw(fm, elbo, x)
-        results = {f"h.h{l}": fm.captured[f"h{l}"].numpy() for l in range(1, fm.L + 1)}
-        results["log_w"] = per_example_log_w(fm, x, k + args.particles_offset).numpy()
+        particles = k + args.particles_offset
+        # (with num_particles = 1 Pyro adds no particle dimension: the latents are (B, d), put it back)
+        results = {f"h.h{l}": fm.captured[f"h{l}"].numpy().reshape(particles, B, fm.dims[l - 1])
+                   for l in range(1, fm.L + 1)}
+        results["log_w"] = per_example_log_w(fm, x, particles).numpy().reshape(particles, B)
         results["bound_mean.iwae"] = np.array(-loss / B)
         results.update({key(n): (-g / B).numpy() for n, g in grads.items()})
     else:
