@@ -381,3 +381,136 @@ def test_statistical_clients_choose_n_and_size_the_file_before_drawing(capsys):
         assert "warning: 400 draws" in capsys.readouterr().err
     numpyro_source = (root / "numpyro_client.py").read_text()
     assert "plan_draws(manifest, args.draws)" in numpyro_source and "default=None" in numpyro_source
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 19, section 2: where it disagrees, and a diagnosis that knows its limits
+
+
+def _fixture_outputs(fixture):
+    return {key: np.array(fixture.arrays[key]) for key in fixture.outputs}
+
+
+def test_a_check_leads_with_the_network_layer_and_term_that_differ(two_layer, tmp_path, capsys):
+    # catches: a report that says only which arrays differ ("grad.iwae.p_x.logits.W, ...") and leaves the reader
+    # to work out that the generative network's output layer and log p(x|h1) are the culprits
+    fixture = oracle.load_fixture(two_layer)
+    results = _fixture_outputs(fixture)
+    results["term.log_p_x_given_h1"] += 1e-3
+    results["log_w"] += 1e-3
+    for key in ("grad.iwae.p_x.logits.W", "grad.iwae.p_x.logits.b"):
+        results[key] = results[key] * 1.01
+    np.savez(tmp_path / "r.npz", **results)
+    assert main(["oracle", "check", str(two_layer), str(tmp_path / "r.npz"), "--no-diagnosis"]) == 1
+    out = capsys.readouterr().out
+    lead = out.split("\n\n")[0]
+    assert lead.startswith("where: "), out[:500]
+    assert ("the term log p(x|h1) of log w differs; log p(h1|h2), log p(h2), log q(h1|x), log q(h2|h1) agree"
+            in lead), lead
+    assert ("grad.iwae differs in the generative network (theta): p_x/logits "
+            "(the recognition network (phi) agrees)") in lead, lead
+    from iwae_np.oracle.localise import localise
+    where = localise(oracle.check_results(fixture, results))
+    assert where.gradients == {"iwae": {"theta": ["p_x/logits"]}} and where.log_w is True
+
+
+def _second_pass_candidate(fixture, seed=1):
+    """A replay candidate with an unknown bug: right latents, log w and bound, but its gradient weights each
+    sample by the normalized weights of a second, independent pass (another noise draw)."""
+    from autograd import grad
+    from iwae_np.bounds import normalized_weights
+    from iwae_np.model import log_importance_weights
+    params, x, _ = fixture.model_inputs()
+    k, B = fixture.manifest["k"], x.shape[0]
+    rng = np.random.default_rng(seed)
+    eps, eps2 = sample_eps(rng, params, k, B), sample_eps(rng, params, k, B)
+    out = candidate_replay(fixture, seed=seed)
+    h = log_weight_terms(params, x, eps)["h"]
+    w2 = np.asarray(normalized_weights(log_importance_weights(params, x, eps2)))  # (k, B), from the second pass
+    g = grad(lambda p: np.sum(w2 * log_importance_weights(p, x, eps)) / B)(params)
+    out.update({f"h.h{l}": np.asarray(hl) for l, hl in enumerate(h, start=1)})
+    out.update({_key(p): a for p, a in flatten_tree(g).items()})
+    return out
+
+
+def test_an_unknown_mistake_is_not_given_a_closest_known_one(two_layer, tmp_path, capsys):
+    # catches: a weights-from-a-second-pass bug reported as "closest: vae, k-1" (unrelated mistakes ranked by
+    # distance); a mistake is named only when it explains every number to the tolerance
+    fixture = oracle.load_fixture(two_layer)
+    cand = _second_pass_candidate(fixture)
+    np.savez(tmp_path / "r.npz", **cand)
+    assert main(["oracle", "replay", str(two_layer), str(tmp_path / "r.npz")]) == 1
+    out = capsys.readouterr().out
+    first = out.split("\n")[0]
+    assert first.startswith("where: grad.iwae differs in the recognition network (phi): q_h1/hidden_0") and \
+        "the generative network (theta): p_h1/hidden_0" in first and "while log w and the bounds agree" in first, first
+    diagnosis = out[out.index("diagnosis:"):]
+    assert "match no known mistake" in diagnosis and "closest" not in diagnosis
+    for name in ("vae", "k-1", "k+1", "renyi-0.5", "not-detached"):
+        assert f"{name}:" not in diagnosis and f"matches {name}" not in diagnosis
+    assert "grad.iwae, generative network (theta) matches no known gradient" in diagnosis
+    # a known mistake is still named, with its numbers
+    np.savez(tmp_path / "v.npz", **candidate_replay(fixture, "vae"))
+    assert main(["oracle", "replay", str(two_layer), str(tmp_path / "v.npz")]) == 1
+    out = capsys.readouterr().out
+    assert "diagnosis: the candidate matches vae\n  vae: " in out and "match: <= 1e-10" in out
+
+
+@pytest.fixture(scope="module")
+def k50():
+    return oracle.make_fixture("small-two-layer", 50, 3, 5)
+
+
+@pytest.mark.parametrize("objective, role, known", [
+    ("dreg", "phi", "stl"),                  # DReG's phi without squaring the weights is STL's
+    ("ciwae", "phi", "ciwae(1-beta)"),       # CIWAE with 1 - beta
+    ("ciwae", "theta", "ciwae(1-beta)"),
+    ("miwae", "phi", "miwae(M<->K)"),        # M groups of K swapped: 10 groups of 5 for 5 groups of 10
+    ("piwae", "phi", "iwae"),                # PIWAE's phi as IWAE's (all k samples in one group)
+    ("piwae", "theta", "miwae"),             # PIWAE's theta as MIWAE's
+    ("rws", "phi", "iwae"),                  # wake-phi replaced by the reparameterized IWAE gradient
+    ("miwae", "theta", "iwae"),              # MIWAE computed as IWAE (M = 1)
+])
+def test_the_gradients_of_every_objective_are_diagnosed_for_theta_and_phi_separately(k50, objective, role, known):
+    # catches: a diagnosis that knew only IWAE's mistakes, so a port's wrong DReG, CIWAE, MIWAE, PIWAE or RWS
+    # gradient was "disagree" with nothing to say, and one that could not say which half (theta, phi) is wrong
+    from iwae_np.oracle.diagnosis import diagnose_gradients, known_gradients
+    from iwae_np.oracle.keys import role_of
+    params, x, eps = k50.model_inputs()
+    settings = k50.manifest["settings"]
+    known_trees = {name: flatten_tree(g) for name, (_, g) in known_gradients(params, x, eps, settings).items()}
+    results = _fixture_outputs(k50)
+    for p, value in known_trees[known].items():
+        if role_of(p.split("/")[0]) == role:
+            results[_key(p, objective)] = value
+    rows = oracle.check_results(k50, results)
+    assert {r.key.split(".")[1] for r in rows if not r.passed} == {objective}
+    parts = {(m.objective, m.role): m for m in diagnose_gradients(params, x, results, eps, settings)}
+    assert all(m.agrees for key, m in parts.items() if key != (objective, role))
+    assert not parts[objective, role].agrees and known in parts[objective, role].matches, parts[objective, role]
+
+
+def test_statistical_split_by_network_is_in_the_report_and_the_api(stat_path, tmp_path, capsys):
+    # catches: z-scores given only per quantity (grad.iwae: max |z| 9), the split by network computed by private
+    # functions only; now QuantityTest.by_network / by_layer / by_role and split_by_network are public, and the
+    # report leads with the network and layer that differ
+    from iwae_np.oracle.statistical import SplitZ, split_by_network
+    fixture = oracle.load_fixture(stat_path)
+    draws = candidate_draws(fixture, N=60)
+    for key in draws:
+        if key.startswith("grad.iwae.p_x.logits."):
+            draws[key] = draws[key] * 1.3
+    report = statistical_check(fixture, draws, diagnose=False)
+    grad = next(t for t in report.tests if t.key == "grad.iwae")
+    assert grad.by_role["theta"].rejected > 0 and grad.by_role["phi"].rejected == 0, grad.by_role
+    assert [layer for layer, s in grad.by_layer.items() if s.rejected] == ["p_x/logits"]
+    assert set(grad.by_network) == {"q_h1", "p_x"} and isinstance(grad.by_network["p_x"], SplitZ)
+    assert sum(s.coordinates for s in grad.by_layer.values()) == grad.n_coordinates
+    by_net, by_layer = split_by_network(["grad.iwae.q_h1.mu.W[0, 0]", "grad.iwae.p_x.logits.b[1]"],
+                                        np.array([1.0, 7.0]), 4.0)
+    assert by_net["p_x"].rejected == 1 and by_net["q_h1"].rejected == 0 and by_layer["p_x/logits"].max_abs_z == 7.0
+    np.savez(tmp_path / "s.npz", **draws)
+    assert main(["oracle", "statistical", str(stat_path), str(tmp_path / "s.npz"), "--no-diagnosis"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("where: grad.iwae differs in the generative network (theta): p_x/logits ("), out[:300]
+    assert "grad.iwae by network: phi (q_h1) max |z|" in out

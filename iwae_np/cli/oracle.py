@@ -198,8 +198,16 @@ def _rows_or_none(rows, failed, failures_only):
     return _format_rows(failed if failures_only else rows)
 
 
+def _print_where(lines):
+    """The localisation that leads a disagreement's report (network, layer, term), then a blank line."""
+    if lines:
+        print("\n".join(lines))
+        print()
+
+
 def _check(args):
     from pathlib import Path
+    from ..oracle.localise import format_where, localise
     from ..oracle.format import SUITE_INDEX_NAME
     from ..oracle import check_results, check_suite, load_fixture, load_results, worst_errors
     if (Path(args.fixture) / SUITE_INDEX_NAME).exists():
@@ -211,17 +219,22 @@ def _check(args):
     args._verdict = 1 if failed else 0
     if failed:
         print("DISAGREE: " + ", ".join(r.key for r in failed), file=sys.stderr)
+        _print_where(format_where(localise(rows)))
     print(_rows_or_none(rows, failed, args.failures_only))
     print()
     print(f"fixture {fixture.manifest['name']} ({fixture.manifest['dtype']}, rtol {rows[0].rtol:g}, "
           f"atol {rows[0].atol:g}{_overridden(args)}): {len(rows)} arrays, {len(rows) - len(failed)} agree, "
           f"{len(failed)} disagree; largest relative error {max(worst_errors(rows).values()):.1e}")
     if failed and not args.no_diagnosis:
-        from ..oracle.diagnosis import diagnose_exact, format_diagnosis
+        from ..oracle.diagnosis import diagnose_exact, diagnose_gradients, format_diagnosis, format_gradient_diagnosis
+        from ..oracle.quantities import verified_settings
         params, x, eps = fixture.model_inputs()
         print()
         print("\n".join(format_diagnosis(diagnose_exact(params, x, results, eps=eps, rtol=rows[0].rtol),
                                           threshold=rows[0].rtol)))
+        parts = diagnose_gradients(params, x, results, eps, verified_settings(fixture),
+                                   objectives=list(localise(rows).gradients), rtol=rows[0].rtol, atol=rows[0].atol)
+        print("\n".join(format_gradient_diagnosis(parts)))
     return args._verdict
 
 
@@ -254,13 +267,15 @@ def _check_suite(args, by_fixture):
 
 def _replay(args):
     from ..oracle import load_fixture
-    from ..oracle.diagnosis import format_diagnosis
+    from ..oracle.diagnosis import format_diagnosis, format_gradient_diagnosis
+    from ..oracle.localise import format_where
     from ..oracle.replay import replay_check
     fixture = load_fixture(args.fixture)
     report = replay_check(fixture, args.results, args.rtol, args.atol, diagnose=not args.no_diagnosis)
     args._verdict = 0 if report.passed else 1
     if not report.passed:
         print("DISAGREE: " + ", ".join(dict.fromkeys(report.failed_keys)), file=sys.stderr)
+        _print_where(format_where(report.where))
     rows = report.rows
     failed = [r for r in rows if not r.passed]
     print(_rows_or_none(rows, failed, args.failures_only))
@@ -282,6 +297,8 @@ def _replay(args):
     if report.diagnosis:
         print()
         print("\n".join(format_diagnosis(report.diagnosis, threshold=rows[0].rtol)))
+    if report.gradient_diagnosis:
+        print("\n".join(format_gradient_diagnosis(report.gradient_diagnosis)))
     return args._verdict
 
 

@@ -24,10 +24,11 @@ import numpy as np
 import scipy.stats
 
 from .compare import check_tolerance, compare_arrays
-from .diagnosis import diagnose_exact
+from .diagnosis import diagnose_exact, diagnose_gradients
 from .format import Fixture, OracleInputError, check_real_arrays, load_fixture, load_results
 from ..model import NonFiniteLogWeightError
 from .keys import BOUND_NAMES, latent_key, manifest_output_shapes
+from .localise import localise
 from .quantities import compute_outputs, default_settings, gradients_given, verified_settings
 from .variants import recover_eps
 
@@ -48,6 +49,12 @@ class ReplayReport:
     noise: list
     problems: list = field(default_factory=list)
     diagnosis: list = field(default_factory=list)
+    gradient_diagnosis: list = field(default_factory=list)
+
+    @property
+    def where(self):
+        """:class:`~iwae_np.oracle.localise.Where`: which network, layer and term disagree."""
+        return localise(self.rows)
 
     @property
     def failed_keys(self):
@@ -193,4 +200,6 @@ def replay_check(fixture, results, rtol=None, atol=None, diagnose=True):
     report = ReplayReport(m.get("name", ""), k, kc, rows, noise, problems)
     if diagnose and not report.passed:
         report.diagnosis = diagnose_exact(params, x, results, h=h, rtol=rtol)
+        report.gradient_diagnosis = diagnose_gradients(params, x, results, eps, settings,
+                                                       objectives=list(report.where.gradients), rtol=rtol, atol=atol)
     return report
