@@ -514,3 +514,22 @@ def test_statistical_split_by_network_is_in_the_report_and_the_api(stat_path, tm
     out = capsys.readouterr().out
     assert out.startswith("where: grad.iwae differs in the generative network (theta): p_x/logits ("), out[:300]
     assert "grad.iwae by network: phi (q_h1) max |z|" in out
+
+
+def test_statistical_mode_diagnoses_each_part_of_any_objectives_gradient():
+    # catches: a statistical diagnosis that knew only IWAE's mistakes: a port's CIWAE gradient with 1 - beta was
+    # "disagree" with nothing to say; now each rejected part (theta, phi) is tested against the draws of every
+    # known gradient and the ones consistent with it are named
+    from iwae_np.oracle.diagnosis import known_gradient_functions
+    fixture = oracle.make_fixture("small-one-layer", 5, 4, 11)
+    params, x, _ = fixture.model_inputs()
+    fn = known_gradient_functions(fixture.manifest["settings"], 5, 4)["ciwae(1-beta)"][1]
+    rng, draws = np.random.default_rng(3), {}
+    for _ in range(100):
+        for p, a in flatten_tree(fn(params, x, sample_eps(rng, params, 5, 4))).items():
+            draws.setdefault(_key(p, "ciwae"), []).append(a)
+    report = statistical_check(fixture, {key: np.stack(a) for key, a in draws.items()})
+    assert not report.passed
+    parts = {m.role: m for m in report.gradient_diagnosis}
+    assert set(parts) == {"theta", "phi"} and not parts["theta"].agrees and not parts["phi"].agrees
+    assert "ciwae(1-beta)" in parts["theta"].matches and parts["phi"].matches == ["ciwae(1-beta)"], parts

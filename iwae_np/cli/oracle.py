@@ -323,7 +323,7 @@ def _where_statistical(report):
 
 def _statistical(args):
     from ..oracle import load_fixture
-    from ..oracle.diagnosis import format_diagnosis
+    from ..oracle.diagnosis import format_diagnosis, format_gradient_diagnosis
     from ..oracle.keys import role_of
     from ..oracle.statistical import POWER, statistical_check
     fixture = load_fixture(args.fixture)
@@ -362,4 +362,6 @@ def _statistical(args):
     if report.diagnosis:
         print()
         print("\n".join(format_diagnosis(report.diagnosis, statistic="max |z|", threshold=report.threshold)))
+    if report.gradient_diagnosis:
+        print("\n".join(format_gradient_diagnosis(report.gradient_diagnosis)))
     return args._verdict

@@ -21,7 +21,8 @@ from .quantities import GRADIENTS
 from .variants import REFERENCE, VARIANTS, evaluate, evaluate_with_gradient, get_variant, recover_eps, transform_params
 
 __all__ = ["DIAGNOSIS_RTOL", "VariantMatch", "candidate_iwae_keys", "diagnose_exact", "format_diagnosis",
-           "GradientPartMatch", "known_gradients", "diagnose_gradients", "format_gradient_diagnosis"]
+           "GradientPartMatch", "known_gradient_functions", "known_gradients", "diagnose_gradients",
+           "format_gradient_diagnosis"]
 
 #: A variant matches a candidate when each quantity agrees to this relative error by default: the float64
 #: fixture tolerance (a thresholded softplus differs from IWAE by 1e-8 on its hard case, so a looser one
@@ -167,46 +168,54 @@ def _swapped_groups(k, M):
     return k // M if M > 1 and k // M != M else None
 
 
-def known_gradients(params, x, eps, settings):
-    r"""``{name: (description, gradient tree)}``: every gradient of the fixture format (section 6: each objective
-    by autograd, STL, DReG, RWS, PIWAE), every other objective-estimator pair of
+def known_gradient_functions(settings, k, batch):
+    r"""``{name: (description, f(params, x, eps) -> gradient tree)}``: every gradient of the fixture format
+    (section 6: each objective by autograd, STL, DReG, RWS, PIWAE), every other objective-estimator pair of
     :func:`iwae_np.estimators.estimate_gradient` (``miwae+dreg``, ...), and the mistakes seen in ports of them:
     CIWAE with :math:`1 - \beta`, Renyi with :math:`1 - \alpha`, MIWAE or PIWAE with M and K swapped, IWAE with
-    the normalized weights not detached, the sign, the batch sum. Computed on the noise ``eps``."""
-    out = {}
-    k, B = np.shape(eps[0])[0], np.shape(x)[0]
+    the normalized weights not detached, the sign, the batch sum (``batch`` times the mean's). For ``k`` samples
+    per example; each gradient is of the mean over the examples of ``x``."""
     M, beta, alpha = settings["miwae_M"], settings["ciwae_beta"], settings["renyi_alpha"]
-    for name, fn in GRADIENTS.items():
-        out[name] = (f"the fixture's {name} gradient (docs/oracle.md section 6)", fn(params, x, eps, settings))
+
+    def pair(objective, estimator, **kw):
+        kw = {"M": settings["piwae_M"] if objective == "piwae" else M, "beta": beta, "alpha": alpha, **kw}
+        return lambda params, x, eps: estimate_gradient(params, x, eps, objective, estimator, **kw)[1]
+
+    def fixture_gradient(name):
+        return lambda params, x, eps: GRADIENTS[name](params, x, eps, settings)
+
+    out = {name: (f"the fixture's {name} gradient (docs/oracle.md section 6)", fixture_gradient(name))
+           for name in GRADIENTS}
     for objective in OBJECTIVES:
-        for estimator in ("iwae", "stl", "dreg", "rws"):
-            name = objective if estimator == "iwae" else f"{objective}+{estimator}"
-            if name in out or (objective, estimator) in (("iwae", "stl"), ("iwae", "dreg"), ("iwae", "rws")):
-                continue
-            try:
-                g = estimate_gradient(params, x, eps, objective, estimator, M=settings["piwae_M"] if objective == "piwae"
-                                      else M, beta=beta, alpha=alpha)[1]
-            except (ValueError, NotImplementedError):
-                continue
-            out[name] = (f"{objective} with the {estimator} estimator for phi", g)
+        for estimator in ("stl", "dreg", "rws"):
+            if objective != "iwae":  # (iwae with each estimator is the fixture's stl, dreg, rws)
+                out[f"{objective}+{estimator}"] = (f"{objective} with the {estimator} estimator for phi",
+                                                   pair(objective, estimator))
     out["ciwae(1-beta)"] = (f"CIWAE with 1 - beta = {1 - beta:g} where beta = {beta:g} belongs",
-                            estimate_gradient(params, x, eps, "ciwae", "iwae", beta=1 - beta)[1])
+                            pair("ciwae", "iwae", beta=1 - beta))
     if alpha != 1 - alpha:
         out["renyi(1-alpha)"] = (f"Renyi with 1 - alpha = {1 - alpha:g} where alpha = {alpha:g} belongs",
-                                 estimate_gradient(params, x, eps, "renyi", "iwae", alpha=1 - alpha)[1])
+                                 pair("renyi", "iwae", alpha=1 - alpha))
     for objective, key in (("miwae", "miwae_M"), ("piwae", "piwae_M")):
         swapped = _swapped_groups(k, settings[key])
         if swapped:
             out[f"{objective}(M<->K)"] = (f"{objective.upper()} with M = {swapped} groups of K = {settings[key]} "
                                           f"where M = {settings[key]} groups of K = {swapped} belong",
-                                          estimate_gradient(params, x, eps, objective, "iwae", M=swapped)[1])
-    iwae = out["iwae"][1]
+                                          pair(objective, "iwae", M=swapped))
+    iwae = fixture_gradient("iwae")
     out["not-detached"] = ("IWAE's surrogate sum_i w~_i log w_i with the normalized weights not detached",
-                           evaluate_with_gradient(get_variant("not-detached"), params, x, eps)[1])
+                           lambda params, x, eps: evaluate_with_gradient(get_variant("not-detached"), params, x, eps)[1])
     out["sign"] = ("minus the gradient: a loss's descent direction for the bound's ascent direction",
-                   tree_map(lambda a: -a, iwae))
-    out["sum-over-batch"] = (f"the gradient of the batch sum, B = {B} times the mean's", tree_map(lambda a: B * a, iwae))
+                   lambda params, x, eps: tree_map(lambda a: -a, iwae(params, x, eps)))
+    out["sum-over-batch"] = (f"the gradient of the batch sum, B = {batch} times the mean's",
+                             lambda params, x, eps: tree_map(lambda a: batch * a, iwae(params, x, eps)))
     return out
+
+
+def known_gradients(params, x, eps, settings):
+    """``{name: (description, gradient tree)}`` of :func:`known_gradient_functions` on the noise ``eps``."""
+    functions = known_gradient_functions(settings, np.shape(eps[0])[0], np.shape(x)[0])
+    return {name: (description, fn(params, x, eps)) for name, (description, fn) in functions.items()}
 
 
 def _part_agrees(results, objective, names, value, rtol, atol):

@@ -30,15 +30,15 @@ import scipy.stats
 
 from ..model import log_importance_weights, sample_eps
 from ..tree import flatten_tree
-from .diagnosis import VariantMatch
+from .diagnosis import GradientPartMatch, VariantMatch, known_gradient_functions
 from .format import Fixture, OracleInputError, check_real_arrays, load_fixture, load_results
 from .budget import estimate, refuse_if_too_large
-from .keys import grad_key, manifest_draw_shapes, role_of
+from .keys import grad_key, manifest_draw_shapes, network_of, role_of
 from .quantities import BOUNDS, GRADIENTS, gradients_given, verified_settings
 from .variants import VARIANTS, evaluate, evaluate_with_gradient, tile_batch
 
 __all__ = ["POWER", "MIN_DRAWS", "DEFAULT_DRAWS", "QuantityTest", "SplitZ", "StatisticalReport", "statistical_check",
-           "welch_z", "rounding_floor", "split_by_network", "reference_statistics", "read_draws", "results_bytes",
+           "welch_z", "rounding_floor", "split_by_network", "reference_statistics", "read_draws", "results_bytes", "diagnose_gradients_statistical",
            "default_draws", "MAX_RESULTS_BYTES"]
 
 #: The probability of detection the power statement is made at.
@@ -103,6 +103,7 @@ class StatisticalReport:
     target: float
     tests: list
     diagnosis: list = field(default_factory=list)
+    gradient_diagnosis: list = field(default_factory=list)
 
     @property
     def coordinates(self):
@@ -200,11 +201,14 @@ def _group_sizes(n_ref, groups):
     return [n_ref // groups + (1 if g < n_ref % groups else 0) for g in range(groups)]
 
 
-def reference_statistics(params, x, settings, keys, gradients, k, n_ref, groups, rng, variant=None):
+def reference_statistics(params, x, settings, keys, gradients, k, n_ref, groups, rng, variant=None,
+                         gradient_functions=None):
     """iwae-np's own draws: ``{key: (mean, variance of the mean, degrees of freedom)}`` for each key in
     ``keys`` (``bound.<name>``, ``bound_mean.<name>``) and each gradient group ``grad.<name>`` (flat
     arrays by parameter). With ``variant``, the variant's values (keys ``bound.iwae``, ``bound_mean.iwae``,
-    ``grad.iwae``: ``gradients`` is ``[]`` or ``["iwae"]``) instead of the fixture's quantities."""
+    ``grad.iwae``: ``gradients`` is ``[]`` or ``["iwae"]``) instead of the fixture's quantities.
+    ``gradient_functions``: ``{name: f(params, x, eps, settings)}`` to draw instead of :data:`GRADIENTS`."""
+    gradient_functions = GRADIENTS if gradient_functions is None else gradient_functions
     B = np.shape(x)[0]
     values = {key: [] for key in keys}
     grad_sums = {g: [] for g in gradients}
@@ -221,7 +225,7 @@ def reference_statistics(params, x, settings, keys, gradients, k, n_ref, groups,
                     per_example = np.reshape(np.asarray(BOUNDS[name](log_w, settings)), (n, B))
                     values[key].append(per_example if key.startswith("bound.") else per_example.mean(axis=1))
                 for g in gradients:
-                    flat = flatten_tree(GRADIENTS[g](params, xt, eps, settings))
+                    flat = flatten_tree(gradient_functions[g](params, xt, eps, settings))
                     grad_sums[g].append(np.concatenate([np.ravel(flat[p]) for p in names]))
             else:
                 if gradients:
@@ -400,7 +404,40 @@ def statistical_check(fixture, results, alpha=0.01, reference_draws=None, groups
     if diagnose and not report.passed:
         report.diagnosis = diagnose_statistical(fixture, cand, min(n_ref, N), min(groups, DIAGNOSIS_GROUPS), seed,
                                                 threshold, rejected=[t.key for t in tests if t.rejected])
+        report.gradient_diagnosis = diagnose_gradients_statistical(
+            fixture, cand, [t for t in tests if t.rejected and t.key.startswith("grad.")], min(n_ref, N),
+            min(groups, DIAGNOSIS_GROUPS), seed, threshold, settings)
     return report
+
+
+def diagnose_gradients_statistical(fixture, cand, rejected_tests, n_ref, groups, seed, threshold, settings):
+    """:class:`~iwae_np.oracle.diagnosis.GradientPartMatch` for the theta and phi part of each rejected gradient
+    (``rejected_tests``, :class:`QuantityTest` of ``grad.<name>``): a part that the check rejected *matches* a
+    known gradient (:func:`~iwae_np.oracle.diagnosis.known_gradient_functions`) when none of its coordinates
+    rejects against that gradient's own draws (``n_ref`` in ``groups`` groups, with the rounding floor)."""
+    if not rejected_tests:
+        return []
+    m = fixture.manifest
+    params, x, _ = fixture.model_inputs()
+    flat = flatten_tree(params)
+    sizes, tol = [np.size(v) for v in flat.values()], fixture.tolerance
+    roles = np.concatenate([np.full(np.size(v), role_of(network_of(p))) for p, v in flat.items()])
+    functions = known_gradient_functions(settings, m["k"], m["batch"])
+    matches = {(t.key, role): [] for t in rejected_tests for role in ("theta", "phi")}
+    for name, (_, fn) in functions.items():
+        ref = reference_statistics(params, x, settings, [], ["known"], m["k"], n_ref, groups,
+                                   np.random.default_rng(seed),
+                                   gradient_functions={"known": lambda p, xt, eps, s, fn=fn: fn(p, xt, eps)})["grad.known"]
+        floor = rounding_floor("grad.known", ref[0], sizes, tol)
+        for t in rejected_tests:
+            (ma, va, dfa), (mr, vr, dfr) = cand[t.key], ref
+            z = np.atleast_1d(welch_z(ma, va, dfa, mr, vr, dfr, floor))
+            for role in ("theta", "phi"):
+                if np.all(z[roles == role] <= threshold):
+                    matches[t.key, role].append(name)
+    return [GradientPartMatch(t.key.split(".", 1)[1], role, t.by_role[role].rejected == 0,
+                              [] if t.by_role[role].rejected == 0 else matches[t.key, role])
+            for t in rejected_tests for role in ("theta", "phi") if role in t.by_role]
 
 
 def diagnose_statistical(fixture, cand, n_ref, groups, seed, threshold, rejected=(), variants=VARIANTS):
