@@ -4,8 +4,9 @@ Pyro's and NumPyro's ``RenyiELBO(alpha=0)`` and the PyTorch IWAE with its weight
 statistical mode had a rounding floor, both RenyiELBO clients were rejected (z = 20.7 and 19.95) on the fixture
 whose log weights sit near -1e4, where a gradient coordinate varies by 1e-16 between draws and the frameworks
 differ by 1e-13. Statistical mode is defined for k > 1, so the k = 1 fixtures are refused there (exit 2), by
-design. N = 40 draws per fixture keeps the run to a few minutes (a false alarm does not need power to show:
-the rounding alarm was there at any N). The NumPyro client runs in one subprocess for all fixtures (JAX's
+design. N = 40 draws per fixture (a false alarm does not need power to show: the rounding alarm was there at any
+N). Measured with the machine's two cores shared (load 7): Pyro 145 s, PyTorch 183 s, NumPyro 578 s (about
+20 s per fixture, nearly all of it XLA compiling the loss, its gradient and the replay's latents). The NumPyro client runs in one subprocess for all fixtures (JAX's
 start and compilation dominate), with iwae_np made unimportable there.
 """
 import importlib.util
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import require_module
 
 from iwae_np import oracle
 from iwae_np.oracle.replay import replay_check
@@ -59,6 +61,7 @@ def _assert_all_pass(verdicts):
 
 @pytest.mark.parametrize("client, flags", [("pyro_client", []), ("torch_iwae_client", ["--detach"])])
 def test_client_passes_every_fixture_in_every_mode(suite, tmp_path, client, flags):
+    require_module("pyro" if client == "pyro_client" else "torch")
     module = _load(client)
     for name in oracle.suite_fixtures(suite):
         assert module.main([str(suite / name), "replay", str(tmp_path / f"{name}.replay.npz"), *flags]) == 0
@@ -69,6 +72,7 @@ def test_client_passes_every_fixture_in_every_mode(suite, tmp_path, client, flag
 
 
 def test_numpyro_client_passes_every_fixture_in_every_mode(suite, tmp_path):
+    require_module("numpyro")
     names = oracle.suite_fixtures(suite)
     statistical = [n for n in names if oracle.load_fixture(suite / n).manifest["k"] > 1]
     driver = ("import runpy, sys; sys.modules['iwae_np'] = None; "

@@ -248,7 +248,10 @@ def _check_suite(args, by_fixture):
     failed = [(name, r) for name, rows in by_fixture.items() for r in rows if not r.passed]
     args._verdict = 1 if failed else 0
     if failed:
+        from ..oracle.localise import format_where, localise
         print("DISAGREE: " + ", ".join(f"{name}: {r.key}" for name, r in failed), file=sys.stderr)
+        _print_where([f"{name}: {line}" for name, rows in by_fixture.items()
+                      for line in format_where(localise(rows))])
     if failed:
         print(_format_rows([r for _, r in failed]).replace("| quantity |", "| quantity (failing) |", 1))
         print()
@@ -275,7 +278,8 @@ def _replay(args):
     args._verdict = 0 if report.passed else 1
     if not report.passed:
         print("DISAGREE: " + ", ".join(dict.fromkeys(report.failed_keys)), file=sys.stderr)
-        _print_where(format_where(report.where))
+        # (a problem with the latents, named after h.h<l>, is about the recognition network's sampling)
+        _print_where([f"where: {p}" for p in report.problems] + format_where(report.where))
     rows = report.rows
     failed = [r for r in rows if not r.passed]
     print(_rows_or_none(rows, failed, args.failures_only))
@@ -288,8 +292,6 @@ def _replay(args):
               f"| {st['max_abs']:.3g} | {st['p_mean']:.2g} | {st['p_var']:.2g} | {st['p_ks']:.2g} "
               f"| {'yes' if st['normal'] else 'NO'} |")
     print()
-    for problem in report.problems:
-        print(problem)
     print(f"replay of {report.name} (k = {report.k_candidate} drawn, fixture k = {report.k}; rtol {rows[0].rtol:g}, "
           f"atol {rows[0].atol:g}{_overridden(args)}): {len(rows)} arrays, {len(rows) - len(failed)} agree, "
           f"{len(failed)} disagree, {len(report.problems)} problem(s) with the latents; largest relative error "
