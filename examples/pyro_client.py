@@ -135,20 +135,36 @@ def one_draw(fm, elbo, x):
 
 def per_example_log_w(fm, x, particles):
     """log w (k, B) at the latents of the last draw, from Pyro's traces: every site's log_prob, summed over
-    the units only (so the event-dims mistake still gives per-example log weights)."""
+    the units only (so the event-dims mistake still gives per-example log weights). The terms are in
+    fm.terms, named as the fixture's term.* outputs (recommended: a disagreement is then located in a term)."""
     plate = pyro.plate("particles", particles, dim=-2 if not fm.event_dims else -1)
     latents = dict(fm.captured)
     guide_trace = poutine.trace(plate(poutine.condition(fm.guide, data=latents))).get_trace(x)
     model_trace = poutine.trace(plate(poutine.condition(fm.model, data=latents))).get_trace(x)
 
-    def total(trace):
+    def total(trace, side):
         out = 0.0
-        for site in trace.nodes.values():
+        for name, site in trace.nodes.items():
             if site["type"] == "sample" and isinstance(site["fn"], dist.Independent):  # (not the plates)
-                out = out + site["fn"].base_dist.log_prob(site["value"]).sum(-1)
+                term = site["fn"].base_dist.log_prob(site["value"]).sum(-1)
+                fm.terms[term_name(side, name, fm.L)] = term.detach()
+                out = out + term
         return out
 
-    return (total(model_trace) - total(guide_trace)).detach()
+    fm.terms = {}
+    return (total(model_trace, "p") - total(guide_trace, "q")).detach()
+
+
+def term_name(side, site, L):
+    """The fixture's name of a site's log density: model site x -> log_p_x_given_h1, h<l> -> log_p_h<l>_given_h<l+1>
+    (log_p_h<L> at the top); guide site h1 -> log_q_h1_given_x, h<l> -> log_q_h<l>_given_h<l-1>."""
+    if side == "p":
+        if site == "x":
+            return "log_p_x_given_h1"
+        l = int(site[1:])
+        return f"log_p_h{l}" if l == L else f"log_p_h{l}_given_h{l + 1}"
+    l = int(site[1:])
+    return "log_q_h1_given_x" if l == 1 else f"log_q_h{l}_given_h{l - 1}"
 
 
 def main(argv=None):
@@ -195,6 +211,7 @@ def run(args):
         results = {f"h.h{l}": fm.captured[f"h{l}"].numpy().reshape(particles, B, fm.dims[l - 1])
                    for l in range(1, fm.L + 1)}
         results["log_w"] = per_example_log_w(fm, x, particles).numpy().reshape(particles, B)
+        results.update({f"term.{name}": t.numpy().reshape(particles, B) for name, t in fm.terms.items()})
         results["bound_mean.iwae"] = np.array(-loss / B)
         results.update({key(n): (-g / B).numpy() for n, g in grads.items()})
     else:

@@ -85,7 +85,7 @@ def format_where(where):
                      "log w is not their difference")
     if where.bounds:
         value = "log w agrees, so the bound's formula" if where.log_w is False else "the values"
-        lines.append(f"where: {', '.join(where.bounds)} differ ({value})")
+        lines.append(f"where: {', '.join(where.bounds)} differ{'s' if len(where.bounds) == 1 else ''} ({value})")
     for objective, roles in where.gradients.items():
         parts = [f"{ROLE_NAMES[role]}: {', '.join(layers)}" for role, layers in sorted(roles.items())]
         agreeing = [ROLE_NAMES[role] for role in ("phi", "theta") if role not in roles]
