@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.stats
 
+from ..model import NonFiniteLogWeightError
 from .compare import check_tolerance, compare_arrays
 from .diagnosis import diagnose_exact, diagnose_gradients
 from .format import Fixture, OracleInputError, check_real_arrays, load_fixture, load_results
-from ..model import NonFiniteLogWeightError
 from .keys import BOUND_NAMES, latent_key, manifest_output_shapes
 from .localise import localise
 from .quantities import compute_outputs, default_settings, gradients_given, verified_settings
