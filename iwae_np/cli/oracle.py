@@ -19,10 +19,12 @@
 
 Every check exits 0 when all agree, 1 when one disagrees (naming it on stderr: DISAGREE: ...) and
 2 on a bad input (missing key, shape mismatch, wrong format version, checksum mismatch, unreadable
-file). When a check disagrees, the known mistakes (VAE for IWAE, sum for mean, sign, one joint bound,
-k off by one, normalized weights not detached, analytic KL, log variance for log sigma, transposed W,
-thresholded softplus, STL, Renyi 0.5, no max shift) are computed and the ones the candidate matches
-are named.
+file). When a check disagrees, the report leads with where: which network (recognition phi, generative
+theta), which layer and which term of log w differ. Then the known mistakes (VAE for IWAE, sum for mean,
+sign, one joint bound, k off by one, normalized weights not detached, analytic KL, log variance for log
+sigma, transposed W, thresholded softplus, STL, Renyi 0.5, no max shift; and, for the theta and phi part
+of every objective's gradient, 31 known gradients) are computed and the ones that explain every number
+are named; none is named "closest".
 
 examples:
   iwae-np oracle export f/ --architecture small-two-layer --k 5 --batch 3 --seed 1
