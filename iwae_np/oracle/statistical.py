@@ -404,9 +404,10 @@ def statistical_check(fixture, results, alpha=0.01, reference_draws=None, groups
     if diagnose and not report.passed:
         report.diagnosis = diagnose_statistical(fixture, cand, min(n_ref, N), min(groups, DIAGNOSIS_GROUPS), seed,
                                                 threshold, rejected=[t.key for t in tests if t.rejected])
+        explained = {"grad.iwae"} if any(v.matches for v in report.diagnosis) else set()  # (a variant explains it)
         report.gradient_diagnosis = diagnose_gradients_statistical(
-            fixture, cand, [t for t in tests if t.rejected and t.key.startswith("grad.")], min(n_ref, N),
-            min(groups, DIAGNOSIS_GROUPS), seed, threshold, settings)
+            fixture, cand, [t for t in tests if t.rejected and t.key.startswith("grad.") and t.key not in explained],
+            min(n_ref, N), min(groups, DIAGNOSIS_GROUPS), seed, threshold, settings)
     return report
 
 
