@@ -47,6 +47,23 @@ def read_fixture(path):
     return manifest, arrays
 
 
+#: Statistical mode's default N and the largest results file it plans for (docs/oracle.md, section 13).
+DEFAULT_DRAWS, MAX_RESULTS_BYTES = 400, 256 * 2 ** 20
+
+
+def plan_draws(manifest, draws):
+    """N, chosen (default: 400, or fewer for a file under 256 MiB, never below 20) and sized before drawing:
+    the results file holds 8 N (B + 1 + P) bytes, P the number of parameters; a larger one gets a warning."""
+    n_params = sum(int(np.prod(p["shape"])) for p in manifest["parameters"])
+    per_draw = 8 * (manifest["batch"] + 1 + n_params)
+    if draws is None:
+        draws = int(min(DEFAULT_DRAWS, max(20, MAX_RESULTS_BYTES // per_draw)))
+    if draws * per_draw > MAX_RESULTS_BYTES:
+        print(f"warning: {draws} draws of {n_params} gradient entries make a results file of about "
+              f"{draws * per_draw / 2 ** 20:.0f} MiB (and hold it in memory twice while writing)", file=sys.stderr)
+    return draws
+
+
 def build(manifest, arrays):
     """``(model, guide, params)``: a NumPyro model and guide of the fixture, its parameters by name."""
     L = manifest["architecture"]["n_stochastic_layers"]
@@ -116,7 +133,8 @@ def main(argv=None):
     parser.add_argument("fixture")
     parser.add_argument("mode", choices=["replay", "statistical"])
     parser.add_argument("out", help="results .npz to write")
-    parser.add_argument("--draws", type=int, default=1000, help="statistical mode: independent draws (default 1000)")
+    parser.add_argument("--draws", type=int, default=None,
+                        help="statistical mode: independent draws (default 400, fewer for a file under 256 MiB)")
     parser.add_argument("--seed", type=int, default=0, help="jax.random.PRNGKey seed")
     parser.add_argument("--alpha", type=float, default=0.0, help="RenyiELBO's alpha (0 is IWAE)")
     args = parser.parse_args(argv)
@@ -140,7 +158,7 @@ def main(argv=None):
         results["bound_mean.iwae"] = np.asarray(-value / B)
         results.update({name(n): np.asarray(-g / B) for n, g in grads.items()})
     else:
-        keys = jax.random.split(key, args.draws)
+        keys = jax.random.split(key, plan_draws(manifest, args.draws))
         values, grads = jax.jit(jax.vmap(jax.value_and_grad(loss, argnums=1), in_axes=(0, None)))(keys, params)
         results = {"bound_mean.iwae": np.asarray(-values / B), **{name(n): np.asarray(-g / B) for n, g in grads.items()}}
     np.savez(args.out, **results)

@@ -40,6 +40,23 @@ def read_fixture(path):
     return manifest, arrays
 
 
+#: Statistical mode's default N and the largest results file it plans for (docs/oracle.md, section 13).
+DEFAULT_DRAWS, MAX_RESULTS_BYTES = 400, 256 * 2 ** 20
+
+
+def plan_draws(manifest, draws):
+    """N, chosen (default: 400, or fewer for a file under 256 MiB, never below 20) and sized before drawing:
+    the results file holds 8 N (B + 1 + P) bytes, P the number of parameters; a larger one gets a warning."""
+    n_params = sum(int(np.prod(p["shape"])) for p in manifest["parameters"])
+    per_draw = 8 * (manifest["batch"] + 1 + n_params)
+    if draws is None:
+        draws = int(min(DEFAULT_DRAWS, max(20, MAX_RESULTS_BYTES // per_draw)))
+    if draws * per_draw > MAX_RESULTS_BYTES:
+        print(f"warning: {draws} draws of {n_params} gradient entries make a results file of about "
+              f"{draws * per_draw / 2 ** 20:.0f} MiB (and hold it in memory twice while writing)", file=sys.stderr)
+    return draws
+
+
 class FixtureModel:
     """The fixture's generative model and recognition model as a Pyro model and guide."""
 
@@ -118,20 +135,36 @@ def one_draw(fm, elbo, x):
 
 def per_example_log_w(fm, x, particles):
     """log w (k, B) at the latents of the last draw, from Pyro's traces: every site's log_prob, summed over
-    the units only (so the event-dims mistake still gives per-example log weights)."""
+    the units only (so the event-dims mistake still gives per-example log weights). The terms are in
+    fm.terms, named as the fixture's term.* outputs (recommended: a disagreement is then located in a term)."""
     plate = pyro.plate("particles", particles, dim=-2 if not fm.event_dims else -1)
     latents = dict(fm.captured)
     guide_trace = poutine.trace(plate(poutine.condition(fm.guide, data=latents))).get_trace(x)
     model_trace = poutine.trace(plate(poutine.condition(fm.model, data=latents))).get_trace(x)
 
-    def total(trace):
+    def total(trace, side):
         out = 0.0
-        for site in trace.nodes.values():
+        for name, site in trace.nodes.items():
             if site["type"] == "sample" and isinstance(site["fn"], dist.Independent):  # (not the plates)
-                out = out + site["fn"].base_dist.log_prob(site["value"]).sum(-1)
+                term = site["fn"].base_dist.log_prob(site["value"]).sum(-1)
+                fm.terms[term_name(side, name, fm.L)] = term.detach()
+                out = out + term
         return out
 
-    return (total(model_trace) - total(guide_trace)).detach()
+    fm.terms = {}
+    return (total(model_trace, "p") - total(guide_trace, "q")).detach()
+
+
+def term_name(side, site, L):
+    """The fixture's name of a site's log density: model site x -> log_p_x_given_h1, h<l> -> log_p_h<l>_given_h<l+1>
+    (log_p_h<L> at the top); guide site h1 -> log_q_h1_given_x, h<l> -> log_q_h<l>_given_h<l-1>."""
+    if side == "p":
+        if site == "x":
+            return "log_p_x_given_h1"
+        l = int(site[1:])
+        return f"log_p_h{l}" if l == L else f"log_p_h{l}_given_h{l + 1}"
+    l = int(site[1:])
+    return "log_q_h1_given_x" if l == 1 else f"log_q_h{l}_given_h{l - 1}"
 
 
 def main(argv=None):
@@ -139,7 +172,8 @@ def main(argv=None):
     parser.add_argument("fixture")
     parser.add_argument("mode", choices=["replay", "statistical"])
     parser.add_argument("out", help="results .npz to write")
-    parser.add_argument("--draws", type=int, default=1000, help="statistical mode: independent draws (default 1000)")
+    parser.add_argument("--draws", type=int, default=None,
+                        help="statistical mode: independent draws (default 400, fewer for a file under 256 MiB)")
     parser.add_argument("--seed", type=int, default=0, help="pyro.set_rng_seed")
     parser.add_argument("--alpha", type=float, default=0.0, help="RenyiELBO's alpha (0 is IWAE)")
     parser.add_argument("--elbo", choices=["renyi", "trace"], default="renyi")
@@ -172,13 +206,17 @@ def run(args):
 
     if args.mode == "replay":
         loss, grads = one_draw(fm, elbo, x)
-        results = {f"h.h{l}": fm.captured[f"h{l}"].numpy() for l in range(1, fm.L + 1)}
-        results["log_w"] = per_example_log_w(fm, x, k + args.particles_offset).numpy()
+        particles = k + args.particles_offset
+        # (with num_particles = 1 Pyro adds no particle dimension: the latents are (B, d), put it back)
+        results = {f"h.h{l}": fm.captured[f"h{l}"].numpy().reshape(particles, B, fm.dims[l - 1])
+                   for l in range(1, fm.L + 1)}
+        results["log_w"] = per_example_log_w(fm, x, particles).numpy().reshape(particles, B)
+        results.update({f"term.{name}": t.numpy().reshape(particles, B) for name, t in fm.terms.items()})
         results["bound_mean.iwae"] = np.array(-loss / B)
         results.update({key(n): (-g / B).numpy() for n, g in grads.items()})
     else:
         bounds, grads = [], {n: [] for n in fm.names}
-        for _ in range(args.draws):
+        for _ in range(plan_draws(manifest, args.draws)):
             loss, g = one_draw(fm, elbo, x)
             bounds.append(-loss / B)
             for n in fm.names:

@@ -102,6 +102,23 @@ class IWAE(nn.Module):
         return -(w * log_w).sum(0).mean()
 
 
+#: Statistical mode's default N and the largest results file it plans for (docs/oracle.md, section 13).
+DEFAULT_DRAWS, MAX_RESULTS_BYTES = 400, 256 * 2 ** 20
+
+
+def plan_draws(manifest, draws):
+    """N, chosen (default: 400, or fewer for a file under 256 MiB, never below 20) and sized before drawing:
+    the results file holds 8 N (B + 1 + P) bytes, P the number of parameters; a larger one gets a warning."""
+    n_params = sum(int(np.prod(p["shape"])) for p in manifest["parameters"])
+    per_draw = 8 * (manifest["batch"] + 1 + n_params)
+    if draws is None:
+        draws = int(min(DEFAULT_DRAWS, max(20, MAX_RESULTS_BYTES // per_draw)))
+    if draws * per_draw > MAX_RESULTS_BYTES:
+        print(f"warning: {draws} draws of {n_params} gradient entries make a results file of about "
+              f"{draws * per_draw / 2 ** 20:.0f} MiB (and hold it in memory twice while writing)", file=sys.stderr)
+    return draws
+
+
 def one_draw(model, x, k):
     model.zero_grad()
     h, log_w = model(x, k)
@@ -129,7 +146,8 @@ def main(argv=None):
     parser.add_argument("fixture")
     parser.add_argument("mode", choices=["replay", "statistical"])
     parser.add_argument("out", help="results .npz to write")
-    parser.add_argument("--draws", type=int, default=1000, help="statistical mode: independent draws (default 1000)")
+    parser.add_argument("--draws", type=int, default=None,
+                        help="statistical mode: independent draws (default 400, fewer for a file under 256 MiB)")
     parser.add_argument("--seed", type=int, default=0, help="torch.manual_seed")
     parser.add_argument("--detach", action="store_true", help="detach the normalized weights (the fix)")
     parser.add_argument("--log-variance", action="store_true", help="the mistake: sigma = exp(log_sigma / 2)")
@@ -160,7 +178,7 @@ def run(args):
         results = {f"h.h{l}": hl.detach().numpy() for l, hl in enumerate(h, start=1)}
         results.update({"log_w": log_w.numpy(), "bound.iwae": bound.numpy(), **grads})
     else:
-        draws = [one_draw(model, x, k)[2:] for _ in range(args.draws)]
+        draws = [one_draw(model, x, k)[2:] for _ in range(plan_draws(manifest, args.draws))]
         results = {"bound.iwae": np.stack([b.numpy() for b, _ in draws])}
         results.update({key: np.stack([g[key] for _, g in draws]) for key in draws[0][1]})
     np.savez(args.out, **results)

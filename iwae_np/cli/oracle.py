@@ -19,10 +19,12 @@
 
 Every check exits 0 when all agree, 1 when one disagrees (naming it on stderr: DISAGREE: ...) and
 2 on a bad input (missing key, shape mismatch, wrong format version, checksum mismatch, unreadable
-file). When a check disagrees, the known mistakes (VAE for IWAE, sum for mean, sign, one joint bound,
-k off by one, normalized weights not detached, analytic KL, log variance for log sigma, transposed W,
-thresholded softplus, STL, Renyi 0.5, no max shift) are computed and the ones the candidate matches
-are named.
+file). When a check disagrees, the report leads with where: which network (recognition phi, generative
+theta), which layer and which term of log w differ. Then the known mistakes (VAE for IWAE, sum for mean,
+sign, one joint bound, k off by one, normalized weights not detached, analytic KL, log variance for log
+sigma, transposed W, thresholded softplus, STL, Renyi 0.5, no max shift; and, for the theta and phi part
+of every objective's gradient, 31 known gradients) are computed and the ones that explain every number
+are named; none is named "closest".
 
 examples:
   iwae-np oracle export f/ --architecture small-two-layer --k 5 --batch 3 --seed 1
@@ -35,11 +37,17 @@ import argparse
 import os
 import sys
 
+from .arguments import integer, number
+
+#: ``--rtol`` / ``--atol``: a number >= 0, infinity allowed (an infinite tolerance still never lets a NaN agree).
+TOLERANCE = number(0, infinite=True)
+
 HELP = "export golden fixtures and check other implementations against them (check, replay, statistical)"
 
 
 def add_arguments(p):
     from ..oracle import HARD_CASES, ORACLE_ARCHITECTURES
+    from ..oracle.statistical import MIN_DRAWS
     sub = p.add_subparsers(dest="oracle_command", metavar="SUBCOMMAND")
     sub.required = True
 
@@ -47,14 +55,14 @@ def add_arguments(p):
     e.add_argument("directory", help="fixture directory to write (manifest.json, arrays.npz)")
     e.add_argument("--architecture", choices=sorted(ORACLE_ARCHITECTURES), default="small-one-layer",
                    help="one-layer / two-layer are the paper's (D = 784); small-* have the same structure")
-    e.add_argument("--k", type=int, default=5, help="samples per example (default 5)")
-    e.add_argument("--batch", type=int, default=3, help="examples (default 3)")
-    e.add_argument("--seed", type=int, default=0, help="seed of the model, data and noise (default 0)")
+    e.add_argument("--k", type=integer(1), default=5, help="samples per example (default 5)")
+    e.add_argument("--batch", type=integer(1), default=3, help="examples (default 3)")
+    e.add_argument("--seed", type=integer(0), default=0, help="seed of the model, data and noise (default 0)")
     e.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     e.add_argument("--case", choices=sorted(HARD_CASES), default="none", help="a hard case (default none)")
-    e.add_argument("--miwae-M", type=int, default=None, help="MIWAE/PIWAE groups M (must divide k)")
-    e.add_argument("--ciwae-beta", type=float, default=None)
-    e.add_argument("--renyi-alpha", type=float, default=None)
+    e.add_argument("--miwae-M", type=integer(1), default=None, help="MIWAE/PIWAE groups M (must divide k)")
+    e.add_argument("--ciwae-beta", type=number(), default=None)
+    e.add_argument("--renyi-alpha", type=number(), default=None)
     e.set_defaults(_oracle=_export)
 
     s = sub.add_parser("export-suite", help="write the standard suite into a directory")
@@ -66,8 +74,8 @@ def add_arguments(p):
     c.add_argument("fixture", help="fixture directory, or a suite directory (with suite.json)")
     c.add_argument("results", help="results .npz with the fixture's output keys; for a suite, a directory "
                                    "holding <fixture name>.npz for each fixture")
-    c.add_argument("--rtol", type=float, default=None, help="override the dtype's relative tolerance")
-    c.add_argument("--atol", type=float, default=None, help="override the dtype's absolute tolerance")
+    c.add_argument("--rtol", type=TOLERANCE, default=None, help="override the dtype's relative tolerance")
+    c.add_argument("--atol", type=TOLERANCE, default=None, help="override the dtype's absolute tolerance")
     c.add_argument("--failures-only", action="store_true", help="print only the rows that disagree")
     c.add_argument("--no-diagnosis", action="store_true", help="do not compute the known mistakes on a failure")
     c.set_defaults(_oracle=_check)
@@ -77,8 +85,8 @@ def add_arguments(p):
     r.add_argument("fixture", help="fixture directory (its parameters, x, k and tolerance are used)")
     r.add_argument("results", help="replay .npz: h.h<l> (k, B, d_l), log_w (k, B), bound.<name> (B,) and/or "
                                    "bound_mean.<name>, optionally grad.<name>.<parameter> and term.*")
-    r.add_argument("--rtol", type=float, default=None, help="override the dtype's relative tolerance")
-    r.add_argument("--atol", type=float, default=None, help="override the dtype's absolute tolerance")
+    r.add_argument("--rtol", type=TOLERANCE, default=None, help="override the dtype's relative tolerance")
+    r.add_argument("--atol", type=TOLERANCE, default=None, help="override the dtype's absolute tolerance")
     r.add_argument("--failures-only", action="store_true", help="print only the rows that disagree")
     r.add_argument("--no-diagnosis", action="store_true", help="do not compute the known mistakes on a failure")
     r.set_defaults(_oracle=_replay)
@@ -88,11 +96,12 @@ def add_arguments(p):
     t.add_argument("fixture", help="fixture directory with k > 1 (its parameters, x and k are used)")
     t.add_argument("results", help="per-draw .npz: bound.<name> (N, B) and/or bound_mean.<name> (N,), "
                                    "optionally grad.<name>.<parameter> (N, ...)")
-    t.add_argument("--alpha", type=float, default=0.01, help="false-alarm rate over all coordinates (default 0.01)")
-    t.add_argument("--reference-draws", type=int, default=None, help="iwae-np's draws (default 4 N)")
-    t.add_argument("--groups", type=int, default=50, help="groups of reference draws for the gradient's spread")
-    t.add_argument("--seed", type=int, default=0, help="seed of iwae-np's draws (default 0)")
-    t.add_argument("--target", type=float, default=0.01,
+    t.add_argument("--alpha", type=number(0, 1, low_open=True, high_open=True), default=0.01,
+                   help="false-alarm rate over all coordinates (default 0.01)")
+    t.add_argument("--reference-draws", type=integer(MIN_DRAWS), default=None, help="iwae-np's draws (default 4 N)")
+    t.add_argument("--groups", type=integer(2), default=50, help="groups of reference draws for the gradient's spread")
+    t.add_argument("--seed", type=integer(0), default=0, help="seed of iwae-np's draws (default 0)")
+    t.add_argument("--target", type=number(0, low_open=True), default=0.01,
                    help="relative bias the recommended N is for (default 0.01)")
     t.add_argument("--no-diagnosis", action="store_true", help="do not test the known mistakes on a failure")
     t.set_defaults(_oracle=_statistical)
@@ -183,8 +192,24 @@ def _format_rows(rows):
     return "\n".join(lines)
 
 
+def _rows_or_none(rows, failed, failures_only):
+    """The table of rows (of the failing ones with ``--failures-only``); with nothing failing, one line saying so
+    rather than an empty table's header."""
+    if failures_only and not failed:
+        return f"(--failures-only: none of the {len(rows)} arrays disagrees)"
+    return _format_rows(failed if failures_only else rows)
+
+
+def _print_where(lines):
+    """The localisation that leads a disagreement's report (network, layer, term), then a blank line."""
+    if lines:
+        print("\n".join(lines))
+        print()
+
+
 def _check(args):
     from pathlib import Path
+    from ..oracle.localise import format_where, localise
     from ..oracle.format import SUITE_INDEX_NAME
     from ..oracle import check_results, check_suite, load_fixture, load_results, worst_errors
     if (Path(args.fixture) / SUITE_INDEX_NAME).exists():
@@ -196,17 +221,24 @@ def _check(args):
     args._verdict = 1 if failed else 0
     if failed:
         print("DISAGREE: " + ", ".join(r.key for r in failed), file=sys.stderr)
-    print(_format_rows(failed if args.failures_only else rows))
+        _print_where(format_where(localise(rows)))
+    print(_rows_or_none(rows, failed, args.failures_only))
     print()
     print(f"fixture {fixture.manifest['name']} ({fixture.manifest['dtype']}, rtol {rows[0].rtol:g}, "
           f"atol {rows[0].atol:g}{_overridden(args)}): {len(rows)} arrays, {len(rows) - len(failed)} agree, "
           f"{len(failed)} disagree; largest relative error {max(worst_errors(rows).values()):.1e}")
     if failed and not args.no_diagnosis:
-        from ..oracle.diagnosis import diagnose_exact, format_diagnosis
+        from ..oracle.diagnosis import diagnose_exact, diagnose_gradients, format_diagnosis, format_gradient_diagnosis
+        from ..oracle.quantities import verified_settings
         params, x, eps = fixture.model_inputs()
         print()
-        print("\n".join(format_diagnosis(diagnose_exact(params, x, results, eps=eps, rtol=rows[0].rtol),
-                                          threshold=rows[0].rtol)))
+        variants = diagnose_exact(params, x, results, eps=eps, rtol=rows[0].rtol)
+        print("\n".join(format_diagnosis(variants, threshold=rows[0].rtol)))
+        explained = {"iwae"} if any(v.matches for v in variants) else set()  # (a variant explains IWAE's gradient)
+        parts = diagnose_gradients(params, x, results, eps, verified_settings(fixture), rtol=rows[0].rtol,
+                                   atol=rows[0].atol,
+                                   objectives=[g for g in localise(rows).gradients if g not in explained])
+        print("\n".join(format_gradient_diagnosis(parts)))
     return args._verdict
 
 
@@ -220,7 +252,10 @@ def _check_suite(args, by_fixture):
     failed = [(name, r) for name, rows in by_fixture.items() for r in rows if not r.passed]
     args._verdict = 1 if failed else 0
     if failed:
+        from ..oracle.localise import format_where, localise
         print("DISAGREE: " + ", ".join(f"{name}: {r.key}" for name, r in failed), file=sys.stderr)
+        _print_where([f"{name}: {line}" for name, rows in by_fixture.items()
+                      for line in format_where(localise(rows))])
     if failed:
         print(_format_rows([r for _, r in failed]).replace("| quantity |", "| quantity (failing) |", 1))
         print()
@@ -239,25 +274,28 @@ def _check_suite(args, by_fixture):
 
 def _replay(args):
     from ..oracle import load_fixture
-    from ..oracle.diagnosis import format_diagnosis
+    from ..oracle.diagnosis import format_diagnosis, format_gradient_diagnosis
+    from ..oracle.localise import format_where
     from ..oracle.replay import replay_check
     fixture = load_fixture(args.fixture)
     report = replay_check(fixture, args.results, args.rtol, args.atol, diagnose=not args.no_diagnosis)
     args._verdict = 0 if report.passed else 1
     if not report.passed:
         print("DISAGREE: " + ", ".join(dict.fromkeys(report.failed_keys)), file=sys.stderr)
+        # (a problem with the latents, named after h.h<l>, is about the recognition network's sampling)
+        _print_where([f"where: {p}" for p in report.problems] + format_where(report.where))
     rows = report.rows
     failed = [r for r in rows if not r.passed]
-    print(_format_rows(failed if args.failures_only else rows))
+    print(_rows_or_none(rows, failed, args.failures_only))
     print()
-    print("| layer | recovered eps: n | mean | std | max abs | p (mean) | p (spread) | p (shape) | N(0, 1)? |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| layer | recovered eps, the example least like N(0, 1) | n | mean | std | max abs | p (mean) | p (spread) "
+          "| p (shape) | N(0, 1)? |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for l, st in enumerate(report.noise, start=1):
-        print(f"| h{l} | {st['n']} | {st['mean']:.3g} | {st['std']:.3g} | {st['max_abs']:.3g} | {st['p_mean']:.2g} "
-              f"| {st['p_var']:.2g} | {st['p_ks']:.2g} | {'yes' if st['normal'] else 'NO'} |")
+        print(f"| h{l} | {st['example']} of {st['examples']} | {st['n']} | {st['mean']:.3g} | {st['std']:.3g} "
+              f"| {st['max_abs']:.3g} | {st['p_mean']:.2g} | {st['p_var']:.2g} | {st['p_ks']:.2g} "
+              f"| {'yes' if st['normal'] else 'NO'} |")
     print()
-    for problem in report.problems:
-        print(problem)
     for convention in report.conventions:
         print(convention)
     print(f"replay of {report.name} (k = {report.k_candidate} drawn, fixture k = {report.k}; rtol {rows[0].rtol:g}, "
@@ -267,12 +305,34 @@ def _replay(args):
     if report.diagnosis:
         print()
         print("\n".join(format_diagnosis(report.diagnosis, threshold=rows[0].rtol)))
+    if report.gradient_diagnosis:
+        print("\n".join(format_gradient_diagnosis(report.gradient_diagnosis)))
     return args._verdict
+
+
+def _where_statistical(report):
+    """The lines that lead a statistical disagreement: which network (recognition phi, generative theta) and which
+    layer of each rejected gradient, and which bound."""
+    lines = []
+    for t in report.tests:
+        if not t.rejected:
+            continue
+        if not t.by_layer:
+            lines.append(f"where: {t.key} differs ({t.rejected} of {t.n_coordinates} coordinates, max |z| "
+                         f"{t.max_abs_z:.2f} at {t.worst})")
+            continue
+        roles = {role: s for role, s in t.by_role.items() if s.rejected}
+        layers = [f"{layer} ({s.rejected} of {s.coordinates}, max |z| {s.max_abs_z:.2f})"
+                  for layer, s in t.by_layer.items() if s.rejected]
+        names = {"phi": "the recognition network (phi)", "theta": "the generative network (theta)"}
+        lines.append(f"where: {t.key} differs in {' and '.join(names[r] for r in roles)}: " + ", ".join(layers))
+    return lines + ([""] if lines else [])
 
 
 def _statistical(args):
     from ..oracle import load_fixture
-    from ..oracle.diagnosis import format_diagnosis
+    from ..oracle.diagnosis import format_diagnosis, format_gradient_diagnosis
+    from ..oracle.keys import role_of
     from ..oracle.statistical import POWER, statistical_check
     fixture = load_fixture(args.fixture)
     report = statistical_check(fixture, args.results, args.alpha, args.reference_draws, args.groups, args.seed,
@@ -280,13 +340,26 @@ def _statistical(args):
     args._verdict = 0 if report.passed else 1
     if not report.passed:
         print("DISAGREE: " + ", ".join(t.key for t in report.tests if t.rejected), file=sys.stderr)
+    for line in _where_statistical(report):
+        print(line)
     print(f"| quantity | coordinates | rejected | max abs z | at | noise floor | smallest bias detected "
           f"(power {POWER:g}) | N for a {args.target:g} bias |")
     print("|---|---|---|---|---|---|---|---|")
     for t in report.tests:
-        print(f"| {t.key} | {t.n_coordinates} | {t.rejected} | {t.max_abs_z:.2f} | {t.worst} | {t.noise_floor:.2e} "
-              f"| {t.min_detectable_bias:.2e} | {t.recommended_draws} |")
+        if t.noise_floor is None:
+            power = "- | - | - |"
+        else:
+            power = f"{t.noise_floor:.2e} | {t.min_detectable_bias:.2e} | {t.recommended_draws} |"
+        print(f"| {t.key} | {t.n_coordinates} | {t.rejected} | {t.max_abs_z:.2f} | {t.worst} | {power}")
     print()
+    for t in report.tests:
+        if t.power_note:
+            print(f"{t.key}: {t.power_note}")
+    for t in report.tests:
+        if t.by_role:
+            print(f"{t.key} by network: " + "; ".join(
+                f"{role} ({', '.join(n for n in t.by_network if role_of(n) == role)}) max |z| {s.max_abs_z:.2f}, "
+                f"{s.rejected} of {s.coordinates} rejected" for role, s in t.by_role.items()))
     print(f"statistical check of {report.name} (k = {report.k}): N = {report.draws} candidate draws, "
           f"{report.reference_draws} iwae-np draws (seed {args.seed}, {report.groups} groups), "
           f"{report.coordinates} coordinates, Bonferroni threshold z* = {report.threshold:.2f} (alpha {report.alpha:g}): "
@@ -299,4 +372,6 @@ def _statistical(args):
     if report.diagnosis:
         print()
         print("\n".join(format_diagnosis(report.diagnosis, statistic="max |z|", threshold=report.threshold)))
+    if report.gradient_diagnosis:
+        print("\n".join(format_gradient_diagnosis(report.gradient_diagnosis)))
     return args._verdict

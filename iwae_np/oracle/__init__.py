@@ -5,7 +5,8 @@ the outputs are everything iwae_np computes from them. Another implementation re
 computes the outputs, writes them to a results ``.npz`` under the same keys, and
 :func:`check_results` compares them (``iwae-np oracle check``). Format: ``docs/oracle.md``.
 
-- :mod:`~iwae_np.oracle.format`: the format, names, checksums, reading and writing;
+- :mod:`~iwae_np.oracle.keys`: every key name of a fixture, a replay file and a statistical file;
+- :mod:`~iwae_np.oracle.format`: the format, checksums, reading and writing;
 - :mod:`~iwae_np.oracle.quantities`: what is computed (:func:`compute_outputs`);
 - :mod:`~iwae_np.oracle.hard_cases`: constructions that break naive implementations;
 - :mod:`~iwae_np.oracle.fixtures`: :func:`make_fixture`, :func:`export_fixture`, the standard :data:`SUITE`;
@@ -22,7 +23,8 @@ computes the outputs, writes them to a results ``.npz`` under the same keys, and
 from .compare import ComparisonRow, check_results, check_suite, compare_arrays, suite_fixtures, worst_errors
 from .fixtures import ORACLE_ARCHITECTURES, SUITE, export_fixture, export_suite, make_fixture
 from .format import (FORMAT_NAME, FORMAT_VERSION, SUITE_VERSION, TOLERANCES, Fixture, OracleInputError, array_checksum,
-                     load_fixture, load_results, param_key, quantity_group, write_fixture)
+                     load_fixture, load_results, write_fixture)
+from .keys import param_key, quantity_group
 from .diagnosis import VariantMatch, diagnose_exact
 from .hard_cases import HARD_CASES
 from .quantities import BOUNDS, GRADIENTS, compute_outputs, default_settings

@@ -1,13 +1,15 @@
 """Checking results against fixtures: per array, per fixture, per suite."""
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..verify.compare import array_error
-from .format import Fixture, OracleInputError, load_fixture, load_results, quantity_group, read_suite_index
+from .format import Fixture, OracleInputError, check_real_arrays, load_fixture, load_results, read_suite_index
+from .keys import quantity_group
 
-__all__ = ["ComparisonRow", "compare_arrays", "check_results", "suite_fixtures", "check_suite", "worst_errors"]
+__all__ = ["ComparisonRow", "check_tolerance", "compare_arrays", "check_results", "suite_fixtures", "check_suite", "worst_errors"]
 
 
 @dataclass
@@ -22,7 +24,20 @@ class ComparisonRow:
 
     @property
     def passed(self):
-        return bool(self.max_abs_error <= self.rtol * self.max_abs_reference + self.atol)
+        # (an infinite error, a NaN or a non-finite value where the reference has another, never agrees, even
+        # at an infinite tolerance)
+        return bool(math.isfinite(self.max_abs_error)
+                    and self.max_abs_error <= self.rtol * self.max_abs_reference + self.atol)
+
+
+def check_tolerance(rtol, atol):
+    """``(rtol, atol)`` if each is None or a number >= 0 (infinity allowed); otherwise a one-line error."""
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value >= 0:
+            raise OracleInputError(f"{name} must be a number >= 0, got {value!r}")
+    return rtol, atol
 
 
 def compare_arrays(test, reference, rtol, atol, key=""):
@@ -51,6 +66,7 @@ def check_results(fixture, results, rtol=None, atol=None):
         fixture = load_fixture(fixture)
     if not isinstance(results, dict):
         results = load_results(results)
+    check_tolerance(rtol, atol)
     tol = fixture.tolerance
     rtol = tol["rtol"] if rtol is None else rtol
     atol = tol["atol"] if atol is None else atol
@@ -67,8 +83,7 @@ def check_results(fixture, results, rtol=None, atol=None):
         if got.shape != ref.shape:
             raise OracleInputError(f"shape mismatch for {key!r}: results have {list(got.shape)}, "
                                    f"the fixture has {list(ref.shape)}")
-        if not (np.issubdtype(got.dtype, np.floating) or np.issubdtype(got.dtype, np.integer)):
-            raise OracleInputError(f"results key {key!r} has dtype {got.dtype}, expected a floating array")
+        check_real_arrays(results, "results", [key])
         rows.append(compare_arrays(got, ref, rtol, atol, key))
     return rows
 

@@ -10,9 +10,11 @@ from ..model import PRESETS, Architecture
 from ..tree import flatten_tree
 from ..verify.problems import random_problem
 from .format import (FORMAT_NAME, FORMAT_VERSION, SUITE_INDEX_NAME, SUITE_VERSION, TOLERANCES, Fixture, architecture_manifest,
-                     array_checksum, param_key, write_fixture)
+                     array_checksum, write_fixture)
+from .keys import param_key
+from .budget import estimate, model_width, refuse_if_too_large
 from .hard_cases import HARD_CASES, construct_case
-from .quantities import BOUNDS, GRADIENTS, compute_outputs, default_settings
+from .quantities import BOUNDS, GRADIENTS, check_settings, compute_outputs, default_settings
 
 __all__ = ["ORACLE_ARCHITECTURES", "SUITE", "make_fixture", "export_fixture", "export_suite"]
 
@@ -37,15 +39,15 @@ def make_fixture(arch, k, batch, seed, dtype="float64", case="none", settings=No
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
     if int(k) != k or k < 1 or int(batch) != batch or batch < 1:
         raise ValueError(f"k and batch must be integers >= 1, got k = {k}, batch = {batch}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"the seed must be an integer >= 0, got {seed!r}")
     if case not in HARD_CASES:
         raise ValueError(f"unknown hard case {case!r}; choose one of {sorted(HARD_CASES)}")
-    settings = {**default_settings(k), **(settings or {})}
-    unknown = sorted(set(settings) - set(default_settings(1)))
-    if unknown:
-        raise ValueError(f"unknown settings {unknown}; the settings are {sorted(default_settings(1))}")
-    for m in ("miwae_M", "piwae_M"):
-        if k % settings[m]:
-            raise ValueError(f"{m} = {settings[m]} must divide k = {k}")
+    settings = check_settings({**default_settings(k), **(settings or {})}, k, ValueError)
+    rows, width = int(k) * int(batch), model_width(arch.x_dim, arch.latent_dims, arch.q_hidden, arch.p_hidden)
+    nbytes, seconds = estimate(rows, width)
+    refuse_if_too_large(f"a fixture with k = {k} and batch = {batch} ({arch_name or 'custom'})", nbytes, seconds,
+                        "use a smaller k or batch")
     params, x, eps = random_problem(arch, k, batch, np.random.default_rng(seed), dtype, fan_in=True)
     params, x, eps, details = construct_case(case, params, x, eps, dtype)
     L = arch.n_stochastic

@@ -20,11 +20,12 @@ from .. import __version__
 from ..files import atomic_write, read_json, write_json
 from ..model import network_names
 from ..tree import unflatten_tree
+from .keys import manifest_output_shapes, param_key
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SUITE_VERSION", "MANIFEST_NAME", "ARRAYS_NAME", "SUITE_INDEX_NAME",
-           "TOLERANCES", "OracleInputError", "Fixture", "param_key", "grad_key", "quantity_group", "array_checksum",
+           "TOLERANCES", "OracleInputError", "Fixture", "array_checksum",
            "architecture_manifest", "write_fixture", "load_fixture", "load_results", "load_npz", "read_suite_index",
-           "expected_outputs"]
+           "expected_outputs", "check_real_arrays"]
 
 FORMAT_NAME = "iwae-np-oracle"
 FORMAT_VERSION = 1
@@ -72,21 +73,6 @@ class Fixture:
         m, a = self.manifest, self.arrays
         params = unflatten_tree({p["name"]: a[p["key"]] for p in m["parameters"]})
         return params, a["x"], [a[e["key"]] for e in m["eps"]]
-
-
-def param_key(name):
-    """npz key of a parameter: ``"q_h1/hidden_0/W"`` -> ``"param.q_h1.hidden_0.W"`` ('/' becomes '.')."""
-    return "param." + name.replace("/", ".")
-
-
-def grad_key(objective, name):
-    return f"grad.{objective}." + name.replace("/", ".")
-
-
-def quantity_group(key):
-    """The quantity an array belongs to: ``grad.<objective>`` for gradients, the key itself otherwise."""
-    parts = key.split(".")
-    return ".".join(parts[:2]) if parts[0] == "grad" else key
 
 
 def array_checksum(a):
@@ -197,25 +183,51 @@ def _check_manifest(manifest, manifest_path):
         if not isinstance(manifest.get(field), list):
             raise _malformed(manifest_path, f"{field!r} must be a list")
     for field in ("k", "batch"):
-        if not isinstance(manifest.get(field), int) or manifest[field] < 1:
+        if isinstance(manifest.get(field), bool) or not isinstance(manifest.get(field), int) or manifest[field] < 1:
             raise _malformed(manifest_path, f"{field!r} must be an integer >= 1")
     if not isinstance(manifest.get("settings"), dict):
         raise _malformed(manifest_path, "'settings' must be an object")
+    arch = manifest.get("architecture")
+    if not isinstance(arch, dict) or not isinstance(arch.get("latent_dims"), list):
+        raise _malformed(manifest_path, "'architecture' must be an object with 'latent_dims'")
+
+
+def _check_fields_against_arrays(manifest, arrays, path):
+    """The manifest fields a verdict depends on and that no checksum covers directly (``k``, ``batch``, the
+    layer sizes, the parameter keys) must be those of the checksummed arrays: editing ``k`` from 5 to 6 must
+    not let a candidate drawing 6 samples pass (issue 20). The settings are checked against the stored bounds
+    by :func:`iwae_np.oracle.quantities.verified_settings`."""
+    def edited(what):
+        return OracleInputError(f"fixture {path}: the manifest's {what}: the manifest was edited")
+
+    eps = [arrays.get(e.get("key")) if isinstance(e, dict) else None for e in manifest["eps"]]
+    if not eps or any(e is None or np.ndim(e) != 3 for e in eps) or "x" not in arrays:
+        raise edited("'eps' does not list the noise arrays (k, batch, d_l) of every stochastic layer")
+    if manifest["k"] != eps[0].shape[0]:
+        raise edited(f"k = {manifest['k']} is not the noise's {eps[0].shape[0]} samples")
+    if manifest["batch"] != np.shape(arrays["x"])[0]:
+        raise edited(f"batch = {manifest['batch']} is not x's {np.shape(arrays['x'])[0]} examples")
+    arch = manifest["architecture"]
+    dims = [e.shape[-1] for e in eps]
+    if list(arch["latent_dims"]) != dims or arch.get("n_stochastic_layers") != len(dims):
+        raise edited(f"latent sizes {arch['latent_dims']} (n_stochastic_layers {arch.get('n_stochastic_layers')}) "
+                     f"are not the noise's {dims}")
+    for e, a in zip(manifest["eps"], eps):
+        if list(e.get("shape", [])) != list(a.shape):
+            raise edited(f"noise {e.get('key')!r} shape {e.get('shape')} is not the array's {list(a.shape)}")
+    for p in manifest["parameters"]:
+        if not isinstance(p, dict) or p.get("key") != param_key(str(p.get("name"))) or p["key"] not in arrays:
+            raise edited(f"parameter {p!r} does not name its array (key = param. + name with '/' as '.')")
+        if list(p.get("shape", [])) != list(arrays[p["key"]].shape):
+            raise edited(f"parameter {p['name']!r} shape {p.get('shape')} is not the array's "
+                         f"{list(arrays[p['key']].shape)}")
 
 
 def expected_outputs(manifest):
-    """The output keys every fixture of the manifest's architecture holds (section 3 of docs/oracle.md), from
-    the number of stochastic layers and the parameter list; the checker refuses a manifest that marks fewer
-    (relabelling an output as an input must not drop it from the comparison)."""
-    from .quantities import BOUNDS, GRADIENTS  # (quantities imports this module)
-    L = len(manifest["eps"])
-    keys = {f"h.h{l}" for l in range(1, L + 1)} | {"log_w", "normalized_weights", "term.log_p_x_given_h1",
-                                                    f"term.log_p_h{L}", "term.log_q_h1_given_x"}
-    keys |= {f"term.log_p_h{l}_given_h{l + 1}" for l in range(1, L)}
-    keys |= {f"term.log_q_h{l + 1}_given_h{l}" for l in range(1, L)}
-    keys |= {f"bound.{b}" for b in BOUNDS} | {f"bound_mean.{b}" for b in BOUNDS}
-    keys |= {grad_key(g, p["name"]) for g in GRADIENTS for p in manifest["parameters"]}
-    return keys
+    """The output keys every fixture of the manifest's architecture holds (section 3 of docs/oracle.md, names from
+    :mod:`iwae_np.oracle.keys`); the checker refuses a manifest that marks fewer (relabelling an output as an
+    input must not drop it from the comparison)."""
+    return set(manifest_output_shapes(manifest))
 
 
 def load_fixture(path, verify=True):
@@ -263,7 +275,21 @@ def load_fixture(path, verify=True):
             if array_checksum(a) != meta["sha256"]:
                 raise OracleInputError(f"fixture {path}: checksum mismatch for array {key!r} "
                                        "(the fixture is corrupt or was edited)")
+        _check_fields_against_arrays(manifest, arrays, path)
     return Fixture(manifest, arrays)
+
+
+def check_real_arrays(results, what, keys=None):
+    """Refuse (one line) any array of ``results`` (those in ``keys``, default all) that is not real numbers:
+    strings, complex numbers, booleans, structured or object arrays. Every mode reads numbers; a string "1.5"
+    or a complex value must be an error, not a comparison or a TypeError."""
+    for key in (results if keys is None else keys):
+        dtype = np.asarray(results[key]).dtype
+        if dtype.kind not in "fiu":
+            kind = {"U": "strings", "S": "bytes", "c": "complex numbers", "b": "booleans", "V": "a structured dtype",
+                    "O": "objects"}.get(dtype.kind, f"dtype {dtype}")
+            raise OracleInputError(f"{what}: {key!r} holds {kind} ({dtype}); expected an array of real numbers")
+    return results
 
 
 def load_results(path):

@@ -12,9 +12,11 @@ from ..bounds import (ciwae_bound, ciwae_gradient, iwae_bound, iwae_gradient, mi
 from ..estimators import dreg_gradient, piwae_gradient, rws_gradient, stl_gradient
 from ..model import log_weight_terms
 from ..tree import flatten_tree
-from .format import OracleInputError, grad_key
+from .format import OracleInputError
+from .keys import BOUND_NAMES, GRADIENT_NAMES, bound_key, bound_mean_key, grad_key, latent_key, term_key
 
-__all__ = ["default_settings", "GRADIENTS", "BOUNDS", "compute_outputs", "gradients_given"]
+__all__ = ["default_settings", "check_settings", "verified_settings", "GRADIENTS", "BOUNDS", "compute_outputs",
+           "gradients_given"]
 
 
 def default_settings(k):
@@ -29,11 +31,33 @@ def default_settings(k):
     return {"miwae_M": M, "piwae_M": M, "ciwae_beta": 0.3, "renyi_alpha": 0.2}
 
 
+def check_settings(settings, k, error=OracleInputError):
+    """``settings`` if they are the four of :func:`default_settings` with usable values for ``k`` samples (M an
+    integer >= 1 dividing k, beta and alpha finite numbers); otherwise ``error`` naming the setting."""
+    if not isinstance(settings, dict):
+        raise error(f"the settings must be an object, got {settings!r}")
+    unknown, missing = sorted(set(settings) - set(default_settings(1))), sorted(set(default_settings(1)) - set(settings))
+    if unknown or missing:
+        raise error(f"unknown settings {unknown} or missing settings {missing}; the settings are "
+                    f"{sorted(default_settings(1))}")
+    for m in ("miwae_M", "piwae_M"):
+        M = settings[m]
+        if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 1:
+            raise error(f"{m} (the number of groups) must be an integer >= 1, got {M!r}")
+        if k % M:
+            raise error(f"{m} = {M} must divide k = {k}")
+    for name in ("ciwae_beta", "renyi_alpha"):
+        value = settings[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
+            raise error(f"{name} must be a finite number, got {value!r}")
+    return settings
+
+
 #: Gradients stored, name -> function (params, x, eps, settings) -> tree: the ascent direction of the
 #: batch-mean bound. The first five by autograd of the objective; the IWAE estimator is ``iwae``
 #: itself (paper eq. 14); ``stl``, ``dreg``, ``rws`` estimate IWAE's gradient (theta as ``iwae``);
 #: ``piwae`` is IWAE over all k samples for theta, MIWAE(M, K) for phi.
-GRADIENTS = {
+_GRADIENT_FUNCTIONS = {
     "vae": lambda params, x, eps, s: vae_gradient(params, x, eps),
     "iwae": lambda params, x, eps, s: iwae_gradient(params, x, eps),
     "miwae": lambda params, x, eps, s: miwae_gradient(params, x, eps, s["miwae_M"]),
@@ -44,6 +68,7 @@ GRADIENTS = {
     "rws": lambda params, x, eps, s: rws_gradient(params, x, eps),
     "piwae": lambda params, x, eps, s: piwae_gradient(params, x, eps, s["piwae_M"]),
 }
+GRADIENTS = {name: _GRADIENT_FUNCTIONS[name] for name in GRADIENT_NAMES}  # (the names are keys.GRADIENT_NAMES)
 
 
 def gradients_given(results, names, what):
@@ -63,13 +88,14 @@ def gradients_given(results, names, what):
 
 
 #: Per-example bounds, name -> function (log_w, settings) -> (batch,).
-BOUNDS = {
+_BOUND_FUNCTIONS = {
     "vae": lambda log_w, s: vae_bound(log_w),
     "iwae": lambda log_w, s: iwae_bound(log_w),
     "miwae": lambda log_w, s: miwae_bound(log_w, s["miwae_M"]),
     "ciwae": lambda log_w, s: ciwae_bound(log_w, s["ciwae_beta"]),
     "renyi": lambda log_w, s: renyi_bound(log_w, s["renyi_alpha"]),
 }
+BOUNDS = {name: _BOUND_FUNCTIONS[name] for name in BOUND_NAMES}  # (the names are keys.BOUND_NAMES)
 
 
 def compute_outputs(params, x, eps, settings, gradients=None):
@@ -78,14 +104,14 @@ def compute_outputs(params, x, eps, settings, gradients=None):
     ``gradients``: the names of :data:`GRADIENTS` to compute (default all of them)."""
     out = log_weight_terms(params, x, eps)
     log_w = np.asarray(out["log_w"])  # (k, batch)
-    outputs = {f"h.h{l}": np.asarray(h) for l, h in enumerate(out["h"], start=1)}
-    outputs.update({f"term.{name}": np.asarray(term) for name, term in out["terms"].items()})
+    outputs = {latent_key(l): np.asarray(h) for l, h in enumerate(out["h"], start=1)}
+    outputs.update({term_key(name): np.asarray(term) for name, term in out["terms"].items()})
     outputs["log_w"] = log_w
     outputs["normalized_weights"] = np.asarray(normalized_weights(log_w))
     for bname, bound in BOUNDS.items():
         per_example = np.asarray(bound(log_w, settings))  # (batch,)
-        outputs[f"bound.{bname}"] = per_example
-        outputs[f"bound_mean.{bname}"] = np.mean(per_example)
+        outputs[bound_key(bname)] = per_example
+        outputs[bound_mean_key(bname)] = np.mean(per_example)
     for gname, gradient in GRADIENTS.items():
         if gradients is not None and gname not in gradients:
             continue
@@ -94,3 +120,31 @@ def compute_outputs(params, x, eps, settings, gradients=None):
     return outputs
 
 
+
+
+def verified_settings(fixture):
+    """The fixture's ``settings``, checked against its own checksummed outputs: every bound recomputed from the
+    stored ``log_w`` with them, and the PIWAE gradient recomputed on the stored noise, must equal the stored
+    arrays to the fixture's tolerance. The settings are a manifest field no checksum covers; a verdict of replay
+    or statistical mode depends on them, so an edited ``ciwae_beta`` or ``miwae_M`` must not pass (issue 20)."""
+    m, arrays = fixture.manifest, fixture.arrays
+    settings = check_settings(m["settings"], m["k"])
+    tol = fixture.tolerance
+    log_w = arrays["log_w"]
+
+    def differs(value, key):
+        ref = np.asarray(arrays[key], np.float64)
+        err = np.max(np.abs(np.asarray(value, np.float64) - ref), initial=0.0)
+        return not err <= tol["rtol"] * np.max(np.abs(ref), initial=0.0) + tol["atol"]
+
+    with np.errstate(all="ignore"):
+        for name, bound in BOUNDS.items():
+            if differs(bound(log_w, settings), bound_key(name)):
+                raise OracleInputError(f"fixture {m.get('name')!r}: its settings {settings} do not give its stored "
+                                       f"{bound_key(name)!r}: the manifest's settings were edited")
+        params, x, eps = fixture.model_inputs()
+        piwae = flatten_tree(GRADIENTS["piwae"](params, x, eps, settings))
+    if any(differs(value, grad_key("piwae", p)) for p, value in piwae.items()):
+        raise OracleInputError(f"fixture {m.get('name')!r}: its piwae_M = {settings['piwae_M']} does not give its "
+                               "stored grad.piwae: the manifest's settings were edited")
+    return settings

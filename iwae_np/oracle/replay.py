@@ -13,23 +13,27 @@ recomputes every quantity from that noise and compares with the fixture's tolera
 whether the latents can have come from ``h = mu + sigma * eps`` with standard normal ``eps`` at all:
 recomputing ``h`` from the recovered noise must give the candidate's ``h`` back (it does not when sigma
 underflows or the latents are not finite), and the recovered noise must look N(0, 1) (a wrong sigma
-convention or transposed weights make it shifted or scaled): per layer, its mean (z test), its sum of
-squares (chi-square) and its distribution (Kolmogorov-Smirnov), each at a false-alarm rate of
-:data:`EPS_ALPHA` split over the tests.
+convention or transposed weights make it shifted or scaled): per layer and per example (the noise of one
+example is assumed independent over its samples and units, nothing across examples), its mean (z test), its
+sum of squares (chi-square) and its distribution (Kolmogorov-Smirnov), each at a false-alarm rate of
+:data:`EPS_ALPHA` split over the layers, examples and tests.
 """
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.stats
 
-from .compare import compare_arrays
-from .diagnosis import diagnose_exact
-from .format import Fixture, OracleInputError, grad_key, load_fixture, load_results
-from .quantities import BOUNDS, GRADIENTS, compute_outputs, default_settings, gradients_given
+from ..model import NonFiniteLogWeightError
+from .compare import check_tolerance, compare_arrays
+from .diagnosis import diagnose_exact, diagnose_gradients
+from .format import Fixture, OracleInputError, check_real_arrays, load_fixture, load_results
+from .keys import BOUND_NAMES, GRADIENT_NAMES, latent_key, manifest_output_shapes
+from .localise import localise
+from .quantities import compute_outputs, default_settings, gradients_given, verified_settings
 from .surrogates import SURROGATES, surrogate_key_name, surrogate_value
 from .variants import recover_eps
 
-__all__ = ["EPS_ALPHA", "ReplayReport", "replay_check", "noise_statistics"]
+__all__ = ["EPS_ALPHA", "ReplayReport", "replay_check", "noise_statistics", "noise_statistics_per_example"]
 
 #: Total false-alarm rate of the recovered-noise tests of one replay (split over layers and the three tests).
 EPS_ALPHA = 1e-6
@@ -47,6 +51,12 @@ class ReplayReport:
     problems: list = field(default_factory=list)
     diagnosis: list = field(default_factory=list)
     conventions: list = field(default_factory=list)
+    gradient_diagnosis: list = field(default_factory=list)
+
+    @property
+    def where(self):
+        """:class:`~iwae_np.oracle.localise.Where`: which network, layer and term disagree."""
+        return localise(self.rows)
 
     @property
     def failed_keys(self):
@@ -76,13 +86,43 @@ def noise_statistics(eps_l, alpha):
             "p_mean": p_mean, "p_var": p_var, "p_ks": p_ks, "normal": min(p_mean, p_var, p_ks) >= alpha / 3}
 
 
+def noise_statistics_per_example(eps_l, alpha):
+    """:func:`noise_statistics` of each example's noise ``eps_l[:, b, :]`` (k samples x d units), at a total
+    false-alarm rate ``alpha`` over the examples; the statistics of the example least like N(0, 1), with
+    ``example`` (its index) and ``examples`` (B) added.
+
+    Replay assumes the noise of one example is independent standard normal over its samples and units, and
+    nothing across examples: a candidate may share one noise draw per sample index across the batch (each
+    example's estimate is then still unbiased), which a test pooling the examples would call non-normal."""
+    eps_l = np.asarray(eps_l, dtype=np.float64)  # (k, B, d)
+    B = eps_l.shape[1]
+    per_example = [noise_statistics(eps_l[:, b, :], alpha / B) for b in range(B)]
+    b = min(range(B), key=lambda i: min(per_example[i]["p_mean"], per_example[i]["p_var"], per_example[i]["p_ks"]))
+    return {**per_example[b], "example": b, "examples": B}
+
+
+def _noise_problem(l, st, values_agree):
+    """The message of a layer whose recovered noise does not look independent N(0, 1) within an example."""
+    head = (f"{latent_key(l)}: the recovered noise eps = (h - mu) / sigma of example {st['example']} does not look "
+            f"N(0, 1) (mean {st['mean']:.3g}, std {st['std']:.3g}, max |eps| {st['max_abs']:.3g}, p-values: mean "
+            f"{st['p_mean']:.1e}, spread {st['p_var']:.1e}, shape {st['p_ks']:.1e}; each example tested on its own)")
+    if values_agree:
+        # iwae-np's conventions reproduce the candidate's own log w at these latents: a wrong sigma or dense-layer
+        # convention would not, so the conventions are not what is wrong
+        return (head + ": every value the candidate gave agrees at these latents, so its conventions are iwae-np's; "
+                "its noise is not independent standard normal over the samples and units of an example (replay "
+                "assumes that, and nothing across examples)")
+    return (head + ": the latents were not drawn as h = mu + exp(log_sigma) * eps with this fixture's parameters; "
+            "check the sigma convention (log_sigma is a log standard deviation) and the dense layer (y = x @ W + b, "
+            "W of shape (n_in, n_out), the transpose of torch.nn.Linear.weight)")
+
+
 def _read_candidate(fixture, results):
     """Validate the replay results' keys and shapes; returns ``(h, k_candidate, gradient names)``."""
     m = fixture.manifest
     L, B = m["architecture"]["n_stochastic_layers"], m["batch"]
     dims = m["architecture"]["latent_dims"]
     names = [p["name"] for p in m["parameters"]]
-    shapes = {p["name"]: tuple(p["shape"]) for p in m["parameters"]}
     h = []
     for l in range(1, L + 1):
         key = f"h.h{l}"
@@ -99,12 +139,7 @@ def _read_candidate(fixture, results):
             raise OracleInputError(f"{key!r} has non-finite values")
         h.append(a.astype(np.dtype(m["dtype"])))
     kc = h[0].shape[0]
-    expected = {"log_w": (kc, B), "normalized_weights": (kc, B)}
-    expected.update({f"h.h{l}": (kc, B, dims[l - 1]) for l in range(1, L + 1)})
-    expected.update({key: (kc, B) for key in fixture.outputs if key.startswith("term.")})
-    expected.update({f"bound.{b}": (B,) for b in BOUNDS})
-    expected.update({f"bound_mean.{b}": () for b in BOUNDS})
-    expected.update({grad_key(g, p): shapes[p] for g in GRADIENTS for p in names})
+    expected = manifest_output_shapes(m, kc)  # a replay file holds a fixture's outputs at its own k
     unknown = sorted(set(results) - set(expected))
     if unknown:
         raise OracleInputError(f"replay results hold keys that are not replay quantities: {unknown[:4]}"
@@ -114,8 +149,8 @@ def _read_candidate(fixture, results):
     if not any(key.startswith(("bound", "grad.")) for key in results):
         # a bound or, for a library that exposes only a loss (a surrogate, or PIWAE's two), gradients alone
         raise OracleInputError("replay results hold no bound and no gradient: give bound.<name> (per example) "
-                               f"or bound_mean.<name> for a name in {list(BOUNDS)}, or grad.<name>.* for every "
-                               f"parameter, a name in {list(GRADIENTS)}")
+                               f"or bound_mean.<name> for a name in {list(BOUND_NAMES)}, or grad.<name>.* for every "
+                               f"parameter, a name in {list(GRADIENT_NAMES)}")
     for key, shape in expected.items():
         if key in results and np.shape(results[key]) != shape:
             raise OracleInputError(f"shape mismatch for {key!r}: results have {list(np.shape(results[key]))}, "
@@ -148,6 +183,8 @@ def replay_check(fixture, results, rtol=None, atol=None, diagnose=True):
         fixture = load_fixture(fixture)
     if not isinstance(results, dict):
         results = load_results(results)
+    check_real_arrays(results, "replay results")
+    check_tolerance(rtol, atol)
     m = fixture.manifest
     tol = fixture.tolerance
     rtol = tol["rtol"] if rtol is None else rtol
@@ -160,27 +197,34 @@ def replay_check(fixture, results, rtol=None, atol=None, diagnose=True):
         off = {-1: " (k off by one: num_particles one too small?)", 1: " (k off by one: one sample too many?)"}
         problems.append(f"h.h1: the candidate drew k = {kc} samples per example, the fixture asks for k = {k}"
                         f"{off.get(kc - k, '')}; the rest is replayed at the candidate's k = {kc}")
-    eps = recover_eps(params, x, h)
-    noise = [noise_statistics(e, EPS_ALPHA / len(eps)) for e in eps]
-    for l, st in enumerate(noise, start=1):
-        if not st["normal"]:
-            problems.append(
-                f"h.h{l}: the recovered noise eps = (h - mu) / sigma does not look N(0, 1) (mean {st['mean']:.3g}, "
-                f"std {st['std']:.3g}, max |eps| {st['max_abs']:.3g}, p-values: mean {st['p_mean']:.1e}, "
-                f"spread {st['p_var']:.1e}, shape {st['p_ks']:.1e}): the latents were not drawn as "
-                "h = mu + exp(log_sigma) * eps with this fixture's parameters; check the sigma convention "
-                "(log_sigma is a log standard deviation) and the dense layer (y = x @ W + b, W of shape "
-                "(n_in, n_out), the transpose of torch.nn.Linear.weight)")
-    settings = dict(m["settings"])
+    with np.errstate(all="ignore"):  # (latents far too large overflow here; said below, not as a warning)
+        eps = recover_eps(params, x, h)
+        noise = [noise_statistics_per_example(e, EPS_ALPHA / len(eps)) for e in eps]
+    settings = dict(verified_settings(fixture))
     if kc != k:
         for key in ("miwae_M", "piwae_M"):
             if kc % settings[key]:
                 settings[key] = default_settings(kc)[key]
     with np.errstate(all="ignore"):
-        outputs = compute_outputs(params, x, eps, settings, gradients=gradients)
+        try:
+            outputs = compute_outputs(params, x, eps, settings, gradients=gradients)
+        except NonFiniteLogWeightError:
+            # (not the training advice of the model's message: the latents are the candidate's, not a model's)
+            worst = max(range(len(eps)), key=lambda l: float(np.max(np.abs(eps[l]))))
+            raise OracleInputError(
+                f"{latent_key(worst + 1)}: the latents are so far from q's mean (recovered noise up to "
+                f"|eps| = {float(np.max(np.abs(eps[worst]))):.3g}) that the log densities overflow "
+                f"{m['dtype']}: they were not drawn as h = mu + exp(log_sigma) * eps with this fixture's "
+                "parameters (check their scale and units)") from None
     rows = [compare_arrays(results[key], outputs[key], rtol, atol, key) for key in outputs if key in results]
     rows, conventions = _recognise_surrogates(rows, results, outputs["log_w"], settings)
+    values_agree = all(r.passed for r in rows)
+    problems += [_noise_problem(l, st, values_agree) for l, st in enumerate(noise, start=1) if not st["normal"]]
     report = ReplayReport(m.get("name", ""), k, kc, rows, noise, problems, conventions=conventions)
     if diagnose and not report.passed:
         report.diagnosis = diagnose_exact(params, x, results, h=h, rtol=rtol)
+        explained = {"iwae"} if any(v.matches for v in report.diagnosis) else set()  # (a variant explains IWAE's)
+        report.gradient_diagnosis = diagnose_gradients(params, x, results, eps, settings, rtol=rtol, atol=atol,
+                                                       objectives=[g for g in report.where.gradients
+                                                                   if g not in explained])
     return report
