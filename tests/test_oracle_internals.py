@@ -66,3 +66,12 @@ def test_oracle_has_no_function_level_import_and_no_import_circle():
 
     assert not [m for m in graph if reaches(m, m)], graph
     assert "quantities" not in graph["format"]
+
+
+def test_the_fixture_format_names_every_objective_and_estimator_of_the_registry():
+    # one registry of objectives (iwae_np.estimators.OBJECTIVES): the format's lists must name exactly what it
+    # offers, so a new objective or estimator cannot be left out of the oracle without a failing test
+    from iwae_np.estimators import ESTIMATORS, OBJECTIVES
+    from iwae_np.oracle.keys import BOUND_NAMES, GRADIENT_NAMES
+    assert set(BOUND_NAMES) == set(OBJECTIVES) - {"piwae"}  # PIWAE reports IWAE's bound
+    assert set(GRADIENT_NAMES) == set(OBJECTIVES) | (set(ESTIMATORS) - {"iwae"})

@@ -175,10 +175,11 @@ def known_gradient_functions(settings, k, batch):
     CIWAE with :math:`1 - \beta`, Renyi with :math:`1 - \alpha`, MIWAE or PIWAE with M and K swapped, IWAE with
     the normalized weights not detached, the sign, the batch sum (``batch`` times the mean's). For ``k`` samples
     per example; each gradient is of the mean over the examples of ``x``."""
-    M, beta, alpha = settings["miwae_M"], settings["ciwae_beta"], settings["renyi_alpha"]
+    beta, alpha = settings["ciwae_beta"], settings["renyi_alpha"]
 
-    def pair(objective, estimator, **kw):
-        kw = {"M": settings["piwae_M"] if objective == "piwae" else M, "beta": beta, "alpha": alpha, **kw}
+    def pair(objective, estimator, **override):
+        hyper = OBJECTIVES[objective].hyper  # the objective's own hyperparameter only (the others are refused)
+        kw = {} if hyper is None else {hyper: override.get(hyper, settings[f"{objective}_{hyper}"])}
         return lambda params, x, eps: estimate_gradient(params, x, eps, objective, estimator, **kw)[1]
 
     def fixture_gradient(name):

@@ -12,9 +12,11 @@ __all__ = ["BOUND_NAMES", "GRADIENT_NAMES", "param_key", "grad_key", "latent_key
            "bound_mean_key", "term_names", "quantity_group", "network_of", "role_of", "output_shapes",
            "manifest_output_shapes", "draw_shapes", "manifest_draw_shapes"]
 
-#: Per-example bounds a fixture stores, in order (section 5).
+#: Per-example bounds a fixture stores, in order (section 5): objectives of :data:`iwae_np.estimators.OBJECTIVES`
+#: (PIWAE reports IWAE's bound). Listed here, not read from the registry, because they are part of the fixture
+#: format: a new objective changes the suite only with a new suite version (tests check the names against it).
 BOUND_NAMES = ("vae", "iwae", "miwae", "ciwae", "renyi")
-#: Gradients a fixture stores, in order (section 6).
+#: Gradients a fixture stores, in order (section 6): each objective's own, and IWAE's by each other estimator.
 GRADIENT_NAMES = ("vae", "iwae", "miwae", "ciwae", "renyi", "stl", "dreg", "rws", "piwae")
 
 

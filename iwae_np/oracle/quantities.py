@@ -7,9 +7,8 @@ import math
 
 import numpy as np
 
-from ..bounds import (ciwae_bound, ciwae_gradient, iwae_bound, iwae_gradient, miwae_bound, miwae_gradient,
-                     normalized_weights, renyi_bound, renyi_gradient, vae_bound, vae_gradient)
-from ..estimators import dreg_gradient, piwae_gradient, rws_gradient, stl_gradient
+from ..bounds import normalized_weights
+from ..estimators import OBJECTIVES, bound_and_weights, estimate_gradient
 from ..model import log_weight_terms
 from ..tree import flatten_tree
 from .format import OracleInputError
@@ -53,22 +52,26 @@ def check_settings(settings, k, error=OracleInputError):
     return settings
 
 
+def _hyperparameter(objective, settings):
+    """``{hyper: value}`` of ``objective``'s hyperparameter (:data:`iwae_np.estimators.OBJECTIVES`) in a fixture's
+    settings, stored as ``<objective>_<hyper>`` (``miwae_M``, ``ciwae_beta``, ...); empty for one without."""
+    hyper = OBJECTIVES[objective].hyper
+    return {} if hyper is None else {hyper: settings[f"{objective}_{hyper}"]}
+
+
+def _gradient_function(name):
+    # an objective's own gradient (the paper's estimator), or an estimator of IWAE's gradient
+    if name in OBJECTIVES:
+        return lambda params, x, eps, s: estimate_gradient(params, x, eps, name, "iwae", **_hyperparameter(name, s))[1]
+    return lambda params, x, eps, s: estimate_gradient(params, x, eps, "iwae", name)[1]
+
+
 #: Gradients stored, name -> function (params, x, eps, settings) -> tree: the ascent direction of the
-#: batch-mean bound. The first five by autograd of the objective; the IWAE estimator is ``iwae``
-#: itself (paper eq. 14); ``stl``, ``dreg``, ``rws`` estimate IWAE's gradient (theta as ``iwae``);
-#: ``piwae`` is IWAE over all k samples for theta, MIWAE(M, K) for phi.
-_GRADIENT_FUNCTIONS = {
-    "vae": lambda params, x, eps, s: vae_gradient(params, x, eps),
-    "iwae": lambda params, x, eps, s: iwae_gradient(params, x, eps),
-    "miwae": lambda params, x, eps, s: miwae_gradient(params, x, eps, s["miwae_M"]),
-    "ciwae": lambda params, x, eps, s: ciwae_gradient(params, x, eps, s["ciwae_beta"]),
-    "renyi": lambda params, x, eps, s: renyi_gradient(params, x, eps, s["renyi_alpha"]),
-    "stl": lambda params, x, eps, s: stl_gradient(params, x, eps),
-    "dreg": lambda params, x, eps, s: dreg_gradient(params, x, eps),
-    "rws": lambda params, x, eps, s: rws_gradient(params, x, eps),
-    "piwae": lambda params, x, eps, s: piwae_gradient(params, x, eps, s["piwae_M"]),
-}
-GRADIENTS = {name: _GRADIENT_FUNCTIONS[name] for name in GRADIENT_NAMES}  # (the names are keys.GRADIENT_NAMES)
+#: batch-mean bound, by the definition (:func:`iwae_np.estimators.estimate_gradient`). An objective's name gives
+#: its own gradient (autograd of the bound; for ``piwae`` IWAE over all k samples for theta, MIWAE(M, K) for
+#: phi); ``stl``, ``dreg``, ``rws`` estimate IWAE's gradient (theta as ``iwae``). The names, in the format's
+#: order, are :data:`~iwae_np.oracle.keys.GRADIENT_NAMES`.
+GRADIENTS = {name: _gradient_function(name) for name in GRADIENT_NAMES}
 
 
 def gradients_given(results, names, what):
@@ -87,15 +90,9 @@ def gradients_given(results, names, what):
     return out
 
 
-#: Per-example bounds, name -> function (log_w, settings) -> (batch,).
-_BOUND_FUNCTIONS = {
-    "vae": lambda log_w, s: vae_bound(log_w),
-    "iwae": lambda log_w, s: iwae_bound(log_w),
-    "miwae": lambda log_w, s: miwae_bound(log_w, s["miwae_M"]),
-    "ciwae": lambda log_w, s: ciwae_bound(log_w, s["ciwae_beta"]),
-    "renyi": lambda log_w, s: renyi_bound(log_w, s["renyi_alpha"]),
-}
-BOUNDS = {name: _BOUND_FUNCTIONS[name] for name in BOUND_NAMES}  # (the names are keys.BOUND_NAMES)
+#: Per-example bounds, name -> function (log_w, settings) -> (batch,), from the registry of objectives.
+BOUNDS = {name: (lambda log_w, s, name=name: bound_and_weights(name, **_hyperparameter(name, s))[0](log_w))
+          for name in BOUND_NAMES}
 
 
 def compute_outputs(params, x, eps, settings, gradients=None):
