@@ -245,7 +245,7 @@ def test_pythae_disagreements_are_explained_exactly(pythae_verdicts, fixtures, t
     coupled trainer adds the decoder loss's phi gradient (IWAE's) to the encoder's; TrainingPipeline's default
     trainer gives every parameter the gradient of the sum of both losses."""
     from iwae_np import iwae_gradient
-    from iwae_np.estimators import miwae_gradient
+    from iwae_np.bounds import miwae_gradient
     from iwae_np.oracle.variants import recover_eps
     fixture = oracle.load_fixture(fixtures / "replay")
     params, x, _ = fixture.model_inputs()
