@@ -103,17 +103,25 @@ def test_log_weights_equal_the_definition_term_by_term(arch):
 
 
 def test_float32_gradients_agree_within_the_dtype():
-    """float32, k = 50, two layers: every gradient array within 1e-4 relative of the definition's.
+    """float32, k = 50, two layers: the fast engine's gradients are as close to the float64 truth as float32 allows.
 
-    float32 has eps = 1.2e-7; each gradient entry sums k * batch * (up to 784) products, so a few hundred
-    rounding steps of the largest term (measured: up to 3e-6) are what the dtype allows; 1e-4 leaves room
-    while a wrong VJP (errors of order 1) cannot pass.
+    Measured against the definition in float64: the definition in float32 is off by 4.6e-6 (IWAE) and 6.9e-6
+    (DReG) relative, the fast engine by 1.5e-5 and 2.1e-5 (its hand-written backward rounds in another order,
+    and float32 has eps = 1.2e-7 with sums of k * batch * up to 784 terms). Tested: within ten times the
+    definition's own float32 error, and 1e-4; a wrong VJP is off by order 1.
     """
+    from iwae_np.tree import tree_map
     params, x, eps = paper_problem("two-layer", 50, batch=4, dtype=np.float32)
+    p64, x64 = tree_map(lambda a: a.astype(np.float64), params), x.astype(np.float64)
+    eps64 = [e.astype(np.float64) for e in eps]
     for estimator in ("iwae", "dreg"):
-        _, want = estimators.estimate_gradient(params, x, eps, "iwae", estimator)
-        _, got = fast.estimate_gradient(params, x, eps, "iwae", estimator)
-        assert_trees_equal(got, want, 1e-4, f"float32 {estimator}")
+        truth = flatten_tree(estimators.estimate_gradient(p64, x64, eps64, "iwae", estimator)[1])
+        definition = flatten_tree(estimators.estimate_gradient(params, x, eps, "iwae", estimator)[1])
+        got = flatten_tree(fast.estimate_gradient(params, x, eps, "iwae", estimator)[1])
+        assert all(v.dtype == np.float32 for v in got.values())
+        own = max(relative_error(definition[n], truth[n]) for n in truth)
+        err = max(relative_error(got[n], truth[n]) for n in truth)
+        assert 0 < own < 1e-4 and err <= 10 * own and err < 1e-4, (estimator, own, err)
 
 
 def test_adam_equals_the_definition():
