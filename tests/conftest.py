@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import struct
 import subprocess
@@ -25,6 +26,14 @@ TINY = SMALL_ARCHITECTURES
 
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_example(name):
+    """The module ``examples/<name>.py``, freshly executed (the examples are standalone files users copy, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_under_test", ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def child_env(**extra):

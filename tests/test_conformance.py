@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import require_module
+from conftest import load_example, require_module
 from iwae_np import oracle
 from iwae_np.oracle.replay import replay_check
 from iwae_np.oracle.statistical import statistical_check
@@ -31,12 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 VERSIONS = {"pythae": "0.1.2", "tfp-nightly": "0.26.0.dev20261027"}
 DRAWS = 200
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_under_test", ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _where(keys):
@@ -81,7 +75,7 @@ def fixtures(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pythae_verdicts(fixtures, tmp_path_factory):
     require_module("pythae")
-    client = _load("pythae_client")
+    client = load_example("pythae_client")
     out_dir = tmp_path_factory.mktemp("pythae")
     verdicts = {}
 
@@ -250,7 +244,7 @@ def test_pythae_disagreements_are_explained_exactly(pythae_verdicts, fixtures, t
     fixture = oracle.load_fixture(fixtures / "replay")
     params, x, _ = fixture.model_inputs()
     k, M = fixture.manifest["k"], fixture.manifest["settings"]["miwae_M"]
-    client = _load("pythae_client")
+    client = load_example("pythae_client")
 
     def by_column(eps):  # sample i = m K + j reordered to j M + m: the groups pythae's softmax runs over
         return [e.reshape(M, k // M, *e.shape[1:]).swapaxes(0, 1).reshape(e.shape) for e in eps]

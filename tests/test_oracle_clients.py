@@ -9,7 +9,6 @@ made unimportable there. Sizes were chosen for power at a small cost (measured, 
 statistical fixture has k = 3 (k off by one is 3 vs 2) and batch 16 (the batch-mean bound's spread
 shrinks with the batch), N = 500 Pyro draws.
 """
-import importlib.util
 import re
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import load_example
 from iwae_np import oracle
 from iwae_np.cli import main
 from iwae_np.oracle.replay import replay_check
@@ -28,12 +28,6 @@ CLIENTS = ("pyro_client", "torch_iwae_client", "numpyro_client")
 PYRO_DRAWS = 400
 TORCH_DRAWS = 800
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_under_test", ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +57,7 @@ def test_clients_do_not_import_iwae_np():
     (["--particles-offset", "-1"], "k-1"),
 ])
 def test_pyro_replay(fixtures, tmp_path, capsys, flags, mistake):
-    pyro_client = _load("pyro_client")
+    pyro_client = load_example("pyro_client")
     out = tmp_path / "r.npz"
     assert pyro_client.main([str(fixtures / "replay"), "replay", str(out), "--seed", "3", *flags]) == 0
     capsys.readouterr()
@@ -87,7 +81,7 @@ def test_pyro_replay(fixtures, tmp_path, capsys, flags, mistake):
 def test_pyro_statistical(fixtures, tmp_path, capsys):
     # one test for the five runs, so the report below can print every z-score and time together
     import time
-    pyro_client = _load("pyro_client")
+    pyro_client = load_example("pyro_client")
     fixture = oracle.load_fixture(fixtures / "stat")
     lines = []
     for flags, mistake in [([], None), (["--alpha", "0.5"], "renyi-0.5"), (["--elbo", "trace"], "vae"),
@@ -121,7 +115,7 @@ def test_pyro_statistical(fixtures, tmp_path, capsys):
     (["--detach", "--transposed-w"], "transposed-W"),
 ])
 def test_torch_iwae_replay(fixtures, tmp_path, capsys, flags, mistake):
-    client = _load("torch_iwae_client")
+    client = load_example("torch_iwae_client")
     out = tmp_path / "r.npz"
     assert client.main([str(fixtures / "replay"), "replay", str(out), *flags]) == 0
     capsys.readouterr()
@@ -134,7 +128,7 @@ def test_torch_iwae_replay(fixtures, tmp_path, capsys, flags, mistake):
 
 
 def test_torch_iwae_thresholded_softplus_is_named_on_the_hard_case(tmp_path):
-    client = _load("torch_iwae_client")
+    client = load_example("torch_iwae_client")
     spec = next(s for s in oracle.SUITE if s.get("case") == "softplus-threshold" and s["arch"] == "small-two-layer")
     path = tmp_path / "case"
     oracle.export_fixture(path, spec["arch"], spec["k"], spec["batch"], spec["seed"], case=spec["case"])
@@ -147,7 +141,7 @@ def test_torch_iwae_thresholded_softplus_is_named_on_the_hard_case(tmp_path):
 
 
 def test_torch_iwae_statistical(fixtures, tmp_path):
-    client = _load("torch_iwae_client")
+    client = load_example("torch_iwae_client")
     fixture = oracle.load_fixture(fixtures / "torch-stat")
     out = tmp_path / "s.npz"
     assert client.main([str(fixtures / "torch-stat"), "statistical", str(out), "--draws", str(TORCH_DRAWS)]) == 0

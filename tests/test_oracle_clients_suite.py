@@ -9,13 +9,12 @@ N). Measured with the machine's two cores shared (load 7): Pyro 145 s, PyTorch 1
 20 s per fixture, nearly all of it XLA compiling the loss, its gradient and the replay's latents). The NumPyro client runs in one subprocess for all fixtures (JAX's
 start and compilation dominate), with iwae_np made unimportable there.
 """
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import require_module
+from conftest import load_example, require_module
 
 from iwae_np import oracle
 from iwae_np.oracle.replay import replay_check
@@ -24,12 +23,6 @@ from iwae_np.oracle.statistical import statistical_check
 ROOT = Path(__file__).resolve().parents[1]
 DRAWS = 40
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_suite_test", ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +55,7 @@ def _assert_all_pass(verdicts):
 @pytest.mark.parametrize("client, flags", [("pyro_client", []), ("torch_iwae_client", ["--detach"])])
 def test_client_passes_every_fixture_in_every_mode(suite, tmp_path, client, flags):
     require_module("pyro" if client == "pyro_client" else "torch")
-    module = _load(client)
+    module = load_example(client)
     for name in oracle.suite_fixtures(suite):
         assert module.main([str(suite / name), "replay", str(tmp_path / f"{name}.replay.npz"), *flags]) == 0
         if oracle.load_fixture(suite / name).manifest["k"] > 1:
