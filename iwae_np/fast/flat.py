@@ -23,7 +23,7 @@ class FlatLayout:
 
     ``views(flat)`` gives the tree back as named views into ``flat`` (no copy); ``flatten(tree)``
     copies a tree into a fresh buffer. ``units`` groups the leaves into the sub-trees the
-    differentiable views hand out, one autograd node each (:func:`iwae_np.primitives.subtree_view`):
+    differentiable views hand out, one autograd node each (:func:`iwae_np.fast.primitives.subtree_view`):
     the networks (``("q_h1",)`` -> ``hidden_0/W``, ``hidden_0/b``, ...) of a model's tree, the innermost
     dicts of other trees; None when a dict holds both arrays and dicts.
     Layouts are made once per structure (:func:`flat_layout`) and shared.

@@ -21,7 +21,7 @@ float32), and are checked against central differences in ``tests/test_primitives
 values and gradients: ``tests/test_fast_engine.py``.
 Inside a primitive, arrays are plain numpy arrays, so the forward and the VJP may reuse their own
 temporaries in place (``out=``); nothing outside them is modified, and no data is kept between calls.
-Large work arrays come from :mod:`iwae_np.buffers` (reused once nothing refers to them; fresh
+Large work arrays come from :mod:`iwae_np.fast.buffers` (reused once nothing refers to them; fresh
 full-size temporaries page-fault). The Bernoulli term, the one elementwise computation over
 ``(k, batch, 784)``, runs in cache-sized blocks and, for large arrays, on two threads: the second
 half on a helper thread started on first use, one per process (a forked child starts its own), so
