@@ -10,7 +10,7 @@ from ..model import PRESETS, Architecture
 from ..tree import flatten_tree
 from ..verify.problems import random_problem
 from .format import (FORMAT_NAME, FORMAT_VERSION, SUITE_INDEX_NAME, SUITE_VERSION, TOLERANCES, Fixture, architecture_manifest,
-                     array_checksum, write_fixture)
+                     array_checksum, check_fixture_directory, write_fixture)
 from .keys import param_key
 from .budget import estimate, model_width, refuse_if_too_large
 from .hard_cases import HARD_CASES, construct_case
@@ -143,8 +143,11 @@ SUITE = _suite()
 def export_suite(directory, dtype="float64", names=None):
     """Write every fixture of :data:`SUITE` (or those in ``names``) under ``directory``, plus ``suite.json``."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     specs = [s for s in SUITE if names is None or s["name"] in names]
+    check_fixture_directory(directory, index=True)  # every place written, checked before the first is
+    for spec in specs:
+        check_fixture_directory(directory / spec["name"])
+    directory.mkdir(parents=True, exist_ok=True)
     written = []
     for spec in specs:
         export_fixture(directory / spec["name"], spec["arch"], spec["k"], spec["batch"], spec["seed"], dtype,

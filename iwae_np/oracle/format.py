@@ -112,9 +112,39 @@ def architecture_manifest(arch):
     }
 
 
-def write_fixture(fixture, directory):
-    """Write ``manifest.json`` and ``arrays.npz`` into ``directory`` (created if needed)."""
+def _written_by_the_oracle(path):
+    """Whether the JSON file at ``path`` is one the oracle wrote: an object whose ``format`` is :data:`FORMAT_NAME`."""
+    try:
+        content = read_json(path)
+    except ValueError:
+        return False
+    return isinstance(content, dict) and content.get("format") == FORMAT_NAME
+
+
+def check_fixture_directory(directory, index=False):
+    """Refuse, before anything is written, a ``directory`` where writing a fixture (``index``: a suite's
+    ``suite.json``) would replace a file the oracle did not write (:class:`OracleInputError` naming it): a
+    ``manifest.json`` or ``suite.json`` that is not the oracle's, or an ``arrays.npz`` without the oracle's
+    manifest beside it. A fixture the oracle wrote there before is replaced."""
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise OracleInputError(f"{directory} is a file; a fixture is written into a directory")
+    manifest, arrays = directory / MANIFEST_NAME, directory / ARRAYS_NAME
+    names = [SUITE_INDEX_NAME] if index else [MANIFEST_NAME]
+    for name in names:
+        if (directory / name).exists() and not _written_by_the_oracle(directory / name):
+            raise OracleInputError(f"{directory / name} was not written by iwae-np's oracle; it is left alone "
+                                   "(write the fixtures into another directory)")
+    if not index and arrays.exists() and not (manifest.exists() and _written_by_the_oracle(manifest)):
+        raise OracleInputError(f"{arrays} is not beside an iwae-np fixture's {MANIFEST_NAME}; it is left alone "
+                               "(write the fixture into another directory)")
+
+
+def write_fixture(fixture, directory):
+    """Write ``manifest.json`` and ``arrays.npz`` into ``directory`` (created if needed); never over a file the
+    oracle did not write (:func:`check_fixture_directory`)."""
+    directory = Path(directory)
+    check_fixture_directory(directory)
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write(directory / ARRAYS_NAME, lambda f: np.savez(f, **fixture.arrays))
     write_json(directory / MANIFEST_NAME, fixture.manifest)
